@@ -1,0 +1,117 @@
+// libmoepool, C++ API: start here.
+//
+// A worker (a model-serving process) connects to moepoold, opens a model, and for each
+// MoE layer acquires the experts its router picked: the daemon makes them resident in
+// the shared pool and returns leases whose pointers point straight into the pool, mapped
+// read-only in this process. Release the leases when the layer's expert products are
+// done; the daemon may then evict those experts. All pool segments are mapped at
+// consecutive addresses of one range starting at pool_base(), so slot k of a class with
+// stride s always sits at pool_base() + k * s.
+//
+// Errors are values (moepool::Status); nothing here throws. A Client may be used from
+// several threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "moepool/status.h"
+
+namespace moepool {
+
+enum class Projection : uint8_t { kGate = 1, kUp = 2, kDown = 3, kGateUp = 4 };
+
+struct ProjectionView {
+  Projection kind;
+  const uint8_t* data;      // first byte of this expert's projection, inside the pool
+  uint64_t bytes;
+  uint64_t offset_in_slot;  // data == slot + offset_in_slot
+};
+
+// One pinned expert. Valid until released (or the Client is destroyed).
+struct Lease {
+  uint32_t expert = 0;
+  uint64_t slot_id = 0;      // slot table index
+  uint64_t generation = 0;
+  uint32_t slot_class = 0;
+  uint64_t slot_index = 0;   // k: slot = pool_base() + k * stride
+  uint64_t stride = 0;
+  const uint8_t* slot = nullptr;
+  std::vector<ProjectionView> projections;  // gate, up, down (or gate_up, down)
+  bool hit = false;          // was already resident or loading
+};
+
+struct ProjectionShape {
+  Projection kind;
+  uint32_t ggml_type;
+  std::vector<uint64_t> ne;  // [ne0, ne1, n_expert]
+  uint64_t expert_bytes;
+};
+
+struct LayerShape {
+  uint32_t layer;
+  uint32_t n_experts;
+  uint64_t expert_bytes;
+  std::vector<ProjectionShape> projections;
+};
+
+struct ModelInfo {
+  uint64_t id = 0;  // content identity
+  std::string name;
+  std::string architecture;
+  uint32_t block_count = 0;
+  std::vector<LayerShape> layers;  // MoE layers only
+};
+
+struct ModelStats {
+  uint64_t model_id = 0;
+  std::string name;
+  uint64_t resident_experts = 0, used_bytes = 0, pinned_bytes = 0;
+  uint64_t hits = 0, misses = 0, bytes_read = 0, read_errors = 0, evictions = 0;
+};
+
+struct PoolStats {
+  uint64_t pool_bytes = 0, used_bytes = 0, pinned_bytes = 0;
+  uint64_t hits = 0, misses = 0, bytes_read = 0, reads = 0, read_errors = 0;
+  uint64_t evictions = 0, prefetches = 0;
+  uint32_t sessions = 0;
+  std::vector<ModelStats> models;
+};
+
+class Client {
+ public:
+  // Connects to the daemon at `socket_path`, attaches a session, opens its session
+  // stream and maps the pool read-only. `client_name` shows up in the daemon's logs.
+  static Result<std::unique_ptr<Client>> connect(const std::string& socket_path,
+                                                 const std::string& client_name = "");
+  ~Client();
+
+  // Opens the model at `path` (must lie under one of the daemon's model roots).
+  Result<ModelInfo> open_model(const std::string& path);
+  // Pins `experts` (distinct ids) of `layer`, reading the missing ones; leases come back
+  // in the order asked. On error nothing stays pinned.
+  Result<std::vector<Lease>> acquire(uint64_t model_id, uint32_t layer,
+                                     std::span<const uint32_t> experts);
+  // Unpins leases returned by acquire().
+  Status release(std::span<const Lease> leases);
+  // Hints that these experts will be wanted soon. Returns how many reads it started.
+  Result<uint32_t> prefetch(uint64_t model_id, uint32_t layer,
+                            std::span<const uint32_t> experts);
+  // Pool-wide and per-model counters.
+  Result<PoolStats> stats();
+
+  uint64_t session_id() const;
+  const uint8_t* pool_base() const;
+  uint64_t pool_bytes() const;
+
+  class Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moepool
