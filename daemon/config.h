@@ -1,0 +1,58 @@
+// moepoold's configuration: embedded defaults, overlaid by a TOML file
+// (config/moepoold.toml documents every key), overlaid by command-line flags
+// (daemon/config_cli.h). Precedence: defaults < config file < flags.
+//
+// Threads: these are plain functions on values; call them from the main thread at start.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace moepool {
+
+inline constexpr uint64_t kMinPoolBytes = 1ull << 20;       // pool.size may not be smaller
+inline constexpr uint64_t kDefaultPoolBytes = 256ull << 20;  // pool.size default
+inline constexpr uint64_t kAutoSegmentCapBytes = 64ull << 20;  // segment_size 0 = min(pool, this)
+inline constexpr uint64_t kSegmentAlign = 4096;               // segment_size granularity
+inline constexpr uint32_t kMaxQueueDepth = 4096;              // io.queue_depth upper bound
+
+struct DaemonConfig {
+  std::string socket_path;        // gRPC Unix socket; fd side channel is socket_path + ".fds"
+  uint32_t socket_mode = 0660;    // daemon.socket_mode, applied to both sockets
+  uint64_t pool_bytes = kDefaultPoolBytes;  // pool.size, default 256M
+  uint64_t segment_bytes = 0;     // pool.segment_size, 0 = auto (min(pool, 64M)), multiple of 4096
+  std::string lock_memory = "auto";  // pool.lock: "auto" (try mlock, log if refused), "on" (fail if refused), "off"
+  std::vector<std::string> model_roots;  // models.roots; realpath()ed at load; may be empty = nothing can be opened
+  std::string state_dir;          // daemon.state_dir: popularity files etc.
+  std::string log_level = "info";  // trace|debug|info|warn|error
+  std::string io_mode = "auto";   // io.mode: auto|io_uring|pread
+  bool io_direct = true;          // io.direct: use O_DIRECT where the filesystem allows
+  uint32_t queue_depth = 32;      // io.queue_depth
+  std::vector<uint32_t> admin_uids;  // admin.uids: may call admin RPCs (root and the daemon's own uid always may)
+  std::vector<std::string> admin_groups;  // admin.groups
+  std::string config_path;        // where it was loaded from ("" = defaults only)
+};
+
+// Returns the embedded defaults: socket and state under $XDG_RUNTIME_DIR/moepool (or
+// /tmp/moepool-<uid> when unset), pool 256M.
+DaemonConfig default_config();
+
+// Loads a TOML file over `base`. Errors: "<file>:<line>:<col>: <reason>" — syntax errors,
+// unknown keys, wrong types, out-of-range values. Never throws.
+Result<DaemonConfig> load_config_file(const std::string& path, DaemonConfig base);
+
+// Checks cross-field rules after CLI overrides (segment divides pool, etc.), resolves the
+// auto segment size and normalises paths (model roots realpath()ed; they must exist).
+Status validate_config(DaemonConfig* cfg);
+
+// Returns the effective segment size: segment_bytes, or min(pool, 64M) rounded down to
+// 4096 when it is 0.
+uint64_t effective_segment_bytes(const DaemonConfig& cfg);
+
+// Returns a multi-line human-readable dump of `cfg` (for --print-config and the log).
+std::string describe_config(const DaemonConfig& cfg);
+
+}  // namespace moepool
