@@ -1,0 +1,93 @@
+// moepoold's I/O engine: reads expert byte ranges of model files into pool slots, with
+// io_uring (or a pread thread pool where io_uring is refused) and O_DIRECT where the file
+// allows it. Demand reads are always issued before prefetch reads; prefetch bytes in
+// flight are capped. A request completes only after every one of its reads finished.
+// Thread: submit(), stats(), mode_name() and stop() may be called from any thread,
+// including from a `done` callback; callbacks run on the engine's own thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "daemon/io_backend.h"
+#include "daemon/model_file.h"  // struct ModelFile {direct_fd, buffered_fd, path}
+
+namespace moepool {
+
+inline constexpr uint64_t kIoAlign = 4096;  // O_DIRECT offset/length/buffer alignment
+
+enum class ReadPriority { kDemand, kPrefetch };  // demand reads go before prefetch reads
+
+// One contiguous byte range of a model file and where it goes.
+struct ReadSpan {
+  const ModelFile* file = nullptr;
+  uint64_t offset = 0;        // file offset of the wanted bytes (GGUF data: 32-byte aligned)
+  uint64_t bytes = 0;         // wanted length, > 0
+  uint8_t* region = nullptr;  // 4096-aligned; capacity >= region_bytes_for(offset, bytes)
+};
+
+// Bytes of destination a span needs: round_up(offset % 4096 + bytes, 4096).
+uint64_t region_bytes_for(uint64_t offset, uint64_t bytes);
+// Where the wanted bytes land inside the region: offset % 4096, in every mode (O_DIRECT
+// reads the aligned superset from round_down(offset, 4096); buffered reads place just the
+// wanted bytes at region + offset % 4096), so callers compute addresses once. Bytes of the
+// region outside the wanted range are unspecified.
+uint64_t data_offset_in_region(uint64_t offset);
+
+struct ReadRequest {
+  std::vector<ReadSpan> spans;  // all spans of one expert (gate, up, down)
+  ReadPriority priority = ReadPriority::kDemand;
+  // Called exactly once, on the engine thread, after all spans completed (ok) or after
+  // one failed and every read of the request already issued has finished (error naming
+  // the file, offset, length and errno, or "short read: got N of M bytes").
+  std::function<void(Status)> done;
+};
+
+class IoEngine {
+ public:
+  struct Options {
+    std::string mode = "auto";  // "auto" (io_uring, else pread), "io_uring", "pread"
+    bool direct = true;         // use O_DIRECT for files that have a direct_fd
+    uint32_t queue_depth = 32;  // reads in flight at most
+    uint64_t max_request_bytes = 1 << 20;          // larger reads are split (4096-aligned)
+    uint64_t prefetch_bytes_in_flight = 64 << 20;  // cap on prefetch reads in flight
+    uint32_t pread_threads = 4;                    // threads of the pread fallback
+  };
+  struct Stats {
+    uint64_t reads = 0;           // read operations issued to the device (incl. retries)
+    uint64_t bytes_read = 0;      // bytes those reads returned
+    uint64_t errors = 0;          // requests failed by an I/O error or short read
+    uint64_t demand_reads = 0;    // reads issued for demand requests
+    uint64_t prefetch_reads = 0;  // reads issued for prefetch requests
+  };
+
+  // Starts the engine thread. backend_for_tests, when given, replaces the device (mode is
+  // then ignored). Fails on bad options or when a forced mode is unavailable.
+  static Result<std::unique_ptr<IoEngine>> create(Options options,
+                                                  std::unique_ptr<IoBackend> backend_for_tests = nullptr);
+  ~IoEngine();  // calls stop()
+  IoEngine(const IoEngine&) = delete;
+  IoEngine& operator=(const IoEngine&) = delete;
+
+  // Queues a request. Bad spans fail it with kInvalidArgument; after stop() it fails with
+  // kUnavailable (called on the submitting thread once the engine thread has ended).
+  void submit(ReadRequest req);
+  // "io_uring+O_DIRECT", "io_uring", "pread+O_DIRECT" or "pread": the path in use (files
+  // without a direct_fd are read buffered whatever this says).
+  std::string mode_name() const;
+  Stats stats() const;
+  // Fails queued requests with kUnavailable "shutting down", waits for reads in flight,
+  // joins the engine thread. Idempotent. Must not be called from a `done` callback.
+  void stop();
+
+ private:
+  class Impl;
+  explicit IoEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moepool
