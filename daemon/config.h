@@ -52,6 +52,12 @@ Status validate_config(DaemonConfig* cfg);
 // 4096 when it is 0.
 uint64_t effective_segment_bytes(const DaemonConfig& cfg);
 
+// Creates the socket's directory and state_dir (mode 0750 where new) and checks that each is
+// a real directory (not a symlink) owned by this process's euid or root and not writable by
+// others — so nobody can pre-create /tmp/moepool-<uid> and swap the socket. Call after
+// validate_config, before binding the socket.
+Status prepare_config_dirs(const DaemonConfig& cfg);
+
 // Returns a multi-line human-readable dump of `cfg` (for --print-config and the log).
 std::string describe_config(const DaemonConfig& cfg);
 

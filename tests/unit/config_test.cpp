@@ -370,6 +370,47 @@ TEST_F(ConfigTest, RelativeFlagPathsBecomeAbsolute) {
   EXPECT_EQ(r->state_dir, (fs::current_path() / "state").string());
 }
 
+TEST_F(ConfigTest, PrepareDirsCreatesSocketAndStateDirs) {
+  DaemonConfig c = default_config();
+  c.socket_path = (dir_ / "run/a/moepool.sock").string();
+  c.state_dir = (dir_ / "state/b").string();
+  Status s = prepare_config_dirs(c);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_TRUE(fs::is_directory(dir_ / "run/a"));
+  EXPECT_TRUE(fs::is_directory(dir_ / "state/b"));
+  EXPECT_EQ(fs::status(dir_ / "run/a").permissions() & fs::perms::others_all, fs::perms::none);
+  EXPECT_TRUE(prepare_config_dirs(c).ok());  // idempotent
+}
+
+TEST_F(ConfigTest, PrepareDirsRefusesSymlinkAndWorldWritable) {
+  fs::create_directories(dir_ / "real");
+  fs::create_directory_symlink(dir_ / "real", dir_ / "link");
+  DaemonConfig c = default_config();
+  c.socket_path = (dir_ / "link/moepool.sock").string();
+  c.state_dir = (dir_ / "state").string();
+  Status s = prepare_config_dirs(c);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("not a directory"), std::string::npos) << s.message();
+
+  fs::create_directories(dir_ / "open");
+  fs::permissions(dir_ / "open", fs::perms::all);  // 0777, no sticky bit
+  c.socket_path = (dir_ / "open/moepool.sock").string();
+  s = prepare_config_dirs(c);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied) << s.to_string();
+}
+
+TEST_F(ConfigTest, PrepareDirsRefusesADirOwnedBySomeoneElse) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown a directory to another uid";
+  fs::create_directories(dir_ / "theirs");
+  ASSERT_EQ(::chown((dir_ / "theirs").c_str(), 65534, 65534), 0);
+  DaemonConfig c = default_config();
+  c.socket_path = (dir_ / "theirs/moepool.sock").string();
+  c.state_dir = (dir_ / "state").string();
+  Status s = prepare_config_dirs(c);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied) << s.to_string();
+  EXPECT_NE(s.message().find("owned by uid 65534"), std::string::npos) << s.message();
+}
+
 // The documented sample config must load (with its model root pointed at a real dir).
 TEST_F(ConfigTest, SampleConfigLoads) {
   std::ifstream in(std::string(MOEPOOL_SOURCE_DIR) + "/config/moepoold.toml");
