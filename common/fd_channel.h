@@ -4,6 +4,9 @@
 //   worker -> daemon: FdRequest (session id + 16-byte token from AttachReply)
 //   daemon -> worker: FdReply header, with SCM_RIGHTS carrying fd_count descriptors:
 //                     [0] the control segment (slot table), [1..] pool segments in order.
+//                     At most kMaxFdsPerMessage fds ride on one message: the first
+//                     message carries the FdReply header, each later one a single zero
+//                     byte, until fd_count fds have been sent.
 //   then the daemon closes the connection.
 // The daemon serves a request only if the token matches the session and the peer's
 // SO_PEERCRED uid equals the session's uid (pid too when the session has one).

@@ -1,0 +1,120 @@
+#include "daemon/admin_service.h"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "common/version.h"
+#include "daemon/expert_cache.h"
+#include "daemon/io_engine.h"
+#include "daemon/model_registry.h"
+#include "daemon/pool.h"
+#include "daemon/rpc_util.h"
+#include "daemon/session_registry.h"
+
+namespace moepool {
+namespace {
+
+grpc::ServerUnaryReactor* finish(grpc::CallbackServerContext* call, const grpc::Status& st) {
+  auto* reactor = call->DefaultReactor();
+  reactor->Finish(st);
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::Status(grpc::CallbackServerContext* call,
+                                               const v1::StatusRequest*, v1::StatusReply* reply) {
+  auto peer = caller_of(*ctx_, call);
+  if (!peer.ok()) return finish(call, to_grpc(peer.status()));
+  CacheStats st = ctx_->cache->stats();
+  reply->set_version(version());
+  reply->set_uptime_seconds(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+      std::chrono::steady_clock::now() - ctx_->started).count()));
+  reply->set_io_mode(ctx_->io->mode_name());
+  reply->set_pool_bytes(st.pool_bytes);
+  reply->set_used_bytes(st.used_bytes);
+  reply->set_sessions(static_cast<uint32_t>(ctx_->sessions->count()));
+  reply->set_models(static_cast<uint32_t>(ctx_->models->list().size()));
+  reply->set_locked(ctx_->pool->locked());
+  reply->set_pid(static_cast<uint32_t>(getpid()));
+  return finish(call, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AdminService::ListModels(grpc::CallbackServerContext* call,
+                                                   const v1::ListModelsRequest*,
+                                                   v1::ListModelsReply* reply) {
+  auto peer = caller_of(*ctx_, call);
+  if (!peer.ok()) return finish(call, to_grpc(peer.status()));
+  for (const auto& m : ctx_->models->list()) {
+    auto* s = reply->add_models();
+    s->set_model_id(m->id());
+    s->set_name(m->catalog.name());
+    s->set_path(m->path);
+    s->set_architecture(m->catalog.architecture());
+    s->set_moe_layers(static_cast<uint32_t>(m->catalog.layers().size()));
+    uint32_t experts = 0;
+    uint64_t bytes = 0;
+    for (const MoeLayer& l : m->catalog.layers()) {
+      experts = std::max(experts, l.n_experts);
+      bytes = std::max(bytes, l.expert_bytes);
+    }
+    s->set_n_experts(experts);
+    s->set_expert_bytes(bytes);
+    s->set_file_bytes(m->catalog.total_bytes());
+  }
+  return finish(call, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AdminService::Stats(grpc::CallbackServerContext* call,
+                                              const v1::StatsRequest*, v1::StatsReply* reply) {
+  auto peer = caller_of(*ctx_, call);
+  if (!peer.ok()) return finish(call, to_grpc(peer.status()));
+  CacheStats st = ctx_->cache->stats();
+  reply->set_pool_bytes(st.pool_bytes);
+  reply->set_used_bytes(st.used_bytes);
+  reply->set_pinned_bytes(st.pinned_bytes);
+  reply->set_hits(st.hits);
+  reply->set_misses(st.misses);
+  reply->set_bytes_read(st.bytes_read);
+  reply->set_reads(st.reads);
+  reply->set_read_errors(st.read_errors);
+  reply->set_evictions(st.evictions);
+  reply->set_prefetches(st.prefetches);
+  reply->set_sessions(static_cast<uint32_t>(ctx_->sessions->count()));
+  for (const auto& m : ctx_->models->list()) {
+    ModelCounters c = ctx_->cache->model_counters(*m);
+    auto* ms = reply->add_models();
+    ms->set_model_id(m->id());
+    ms->set_name(m->catalog.name());
+    ms->set_resident_experts(c.resident);
+    ms->set_used_bytes(c.used_bytes);
+    ms->set_pinned_bytes(c.pinned_bytes);
+    ms->set_hits(c.hits);
+    ms->set_misses(c.misses);
+    ms->set_bytes_read(c.bytes_read);
+    ms->set_read_errors(c.read_errors);
+    ms->set_evictions(c.evictions);
+  }
+  return finish(call, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AdminService::EvictModel(grpc::CallbackServerContext* call,
+                                                   const v1::EvictModelRequest* req,
+                                                   v1::EvictModelReply* reply) {
+  auto peer = caller_of(*ctx_, call);
+  if (!peer.ok()) return finish(call, to_grpc(peer.status()));
+  if (!is_admin(*ctx_, *peer))
+    return finish(call, to_grpc(PermissionDenied("evicting a model needs an admin (uid " +
+                                                 std::to_string(peer->uid) + " is not one)")));
+  if (!ctx_->models->find(req->model_id()))
+    return finish(call, to_grpc(NotFound("no open model with id " + std::to_string(req->model_id()))));
+  auto [evicted, pinned] = ctx_->cache->evict_model(req->model_id());
+  spdlog::info("uid {} evicted model {:016x}: {} experts dropped, {} pinned kept", peer->uid,
+               req->model_id(), evicted, pinned);
+  reply->set_evicted(evicted);
+  reply->set_still_pinned(pinned);
+  return finish(call, grpc::Status::OK);
+}
+
+}  // namespace moepool

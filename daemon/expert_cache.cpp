@@ -1,0 +1,455 @@
+#include "daemon/expert_cache.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+namespace moepool {
+
+struct ExpertCache::AcquireOp {
+  uint64_t session = 0;
+  std::vector<LeaseInfo> leases;       // request order; filled as slots become ready
+  std::vector<uint64_t> slots;         // pinned slots, request order
+  size_t pending = 0;                  // reads still to complete
+  bool finished = false;
+  AcquireDone done;
+};
+
+ExpertCache::ExpertCache(Pool* pool, IoEngine* io)
+    : pool_(pool), io_(io), table_(pool->control()) {
+  totals_.pool_bytes = pool->pool_bytes();
+}
+
+ExpertCache::~ExpertCache() = default;
+
+Status ExpertCache::prepare_model(Model* model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  model->layouts.clear();
+  for (const MoeLayer& layer : model->catalog.layers()) {
+    LayerSlotLayout layout;
+    uint64_t at = 0;
+    for (const ProjTensor& p : layer.projections) {
+      // The region must hold the aligned superset of every expert's extent; where the
+      // expert size is not a multiple of 4096 the misalignment differs per expert.
+      uint64_t need = 0;
+      for (uint32_t e = 0; e < layer.n_experts; ++e) {
+        Extent x = p.expert_extent(e);
+        need = std::max(need, region_bytes_for(x.offset, x.bytes));
+        if (p.expert_bytes % kIoAlign == 0) break;  // same misalignment for all
+      }
+      layout.region_offset.push_back(at);
+      at += need;
+    }
+    layout.stride = at;
+    auto c = pool_->class_for(at);
+    if (!c.ok())
+      return Status(c.status().code(), "model " + model->catalog.name() + " layer " +
+                                           std::to_string(layer.layer) + ": " +
+                                           c.status().message());
+    layout.slot_class = *c;
+    model->layouts.push_back(std::move(layout));
+  }
+  return Status::Ok();
+}
+
+void ExpertCache::add_session(uint64_t session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  session_pins_.try_emplace(session);
+}
+
+ExpertCache::SlotInfo& ExpertCache::info(uint64_t slot) {
+  if (slots_.size() <= slot) slots_.resize(slot + 1);
+  return slots_[slot];
+}
+
+Result<ExpertCache::Validated> ExpertCache::validate(const Model& model, uint32_t layer,
+                                                     const std::vector<uint32_t>& experts) const {
+  int pos = model.layer_pos(layer);
+  if (pos < 0)
+    return InvalidArgument("layer " + std::to_string(layer) + " of model " +
+                           model.catalog.name() + " has no routed experts");
+  const MoeLayer& l = model.catalog.layers()[pos];
+  if (experts.empty()) return InvalidArgument("no experts requested");
+  if (experts.size() > l.n_experts)
+    return InvalidArgument("request names " + std::to_string(experts.size()) +
+                           " experts but layer " + std::to_string(layer) + " has only " +
+                           std::to_string(l.n_experts));
+  std::unordered_set<uint32_t> seen;
+  for (uint32_t e : experts) {
+    if (e >= l.n_experts)
+      return InvalidArgument("expert " + std::to_string(e) + " is out of range: layer " +
+                             std::to_string(layer) + " of model " + model.catalog.name() +
+                             " has experts 0.." + std::to_string(l.n_experts - 1));
+    if (!seen.insert(e).second)
+      return InvalidArgument("expert " + std::to_string(e) + " is named twice");
+  }
+  return Validated{pos, &l};
+}
+
+void ExpertCache::pin_locked(uint64_t session, uint64_t slot) {
+  SlotInfo& s = info(slot);
+  if (s.pins++ == 0 && s.model) {
+    s.model->counters.pinned++;
+    s.model->counters.pinned_bytes += pool_->stride(pool_->slot_class(slot));
+  }
+  lru_.remove(pool_->slot_class(slot), slot);
+  table_.set_pins(slot, s.pins);
+  session_pins_[session][slot]++;
+}
+
+void ExpertCache::unpin_locked(uint64_t session, uint64_t slot) {
+  auto sp = session_pins_.find(session);
+  if (sp != session_pins_.end()) {
+    auto it = sp->second.find(slot);
+    if (it != sp->second.end() && --it->second == 0) sp->second.erase(it);
+  }
+  SlotInfo& s = info(slot);
+  if (s.pins == 0) return;
+  if (--s.pins == 0) {
+    if (s.model) {
+      s.model->counters.pinned--;
+      s.model->counters.pinned_bytes -= pool_->stride(pool_->slot_class(slot));
+    }
+    if (s.state == State::kReady) lru_.add(pool_->slot_class(slot), slot, ++tick_);
+  }
+  table_.set_pins(slot, s.pins);
+}
+
+LeaseInfo ExpertCache::lease_locked(uint64_t slot, bool hit) const {
+  const SlotInfo& s = slots_[slot];
+  LeaseInfo l;
+  l.expert = s.key.expert;
+  l.slot_id = slot;
+  l.generation = s.generation;
+  l.slot_class = pool_->slot_class(slot);
+  l.slot_index = pool_->slot_index(slot);
+  l.stride = pool_->stride(l.slot_class);
+  l.pool_offset = pool_->slot_offset(slot);
+  l.projections = s.places;
+  l.hit = hit;
+  return l;
+}
+
+void ExpertCache::evict_locked(uint64_t slot) {
+  SlotInfo& s = info(slot);
+  lru_.remove(pool_->slot_class(slot), slot);
+  resident_.erase(s.key);
+  if (s.model) {
+    s.model->counters.evictions++;
+    s.model->counters.resident--;
+    s.model->counters.used_bytes -= pool_->stride(pool_->slot_class(slot));
+  }
+  totals_.evictions++;
+  totals_.used_bytes -= pool_->stride(pool_->slot_class(slot));
+  table_.mark_free(slot);
+  s.state = State::kFree;
+  s.model.reset();
+  s.places.clear();
+  pool_->return_slot(slot);
+}
+
+bool ExpertCache::steal_segment_locked(uint32_t c, uint64_t victim_tick) {
+  // Oldest segment of another class whose every slot is empty or evictable.
+  int64_t best = -1;
+  uint64_t best_tick = victim_tick;
+  for (uint32_t seg = 0; seg < pool_->segment_count(); ++seg) {
+    uint32_t owner = pool_->segment_owner(seg);
+    if (owner == Pool::kNoClass || owner == c) continue;
+    uint64_t newest = 0;
+    bool ok = true;
+    for (uint64_t slot : pool_->slots_touching(seg)) {
+      const SlotInfo& s = info(slot);
+      if (s.state == State::kFree) continue;
+      auto t = lru_.tick_of(slot);
+      if (!t) { ok = false; break; }  // pinned or loading
+      newest = std::max(newest, *t);
+    }
+    if (ok && (best < 0 || newest < best_tick)) {
+      best = seg;
+      best_tick = newest;
+    }
+  }
+  if (best < 0) return false;
+  for (uint64_t slot : pool_->slots_touching(static_cast<uint32_t>(best)))
+    if (info(slot).state != State::kFree) evict_locked(slot);
+  pool_->release_segment(static_cast<uint32_t>(best));
+  return true;
+}
+
+std::optional<uint64_t> ExpertCache::allocate_locked(uint32_t c, bool may_steal) {
+  if (auto slot = pool_->take_free_slot(c)) return slot;
+  auto victim = lru_.victim(c);
+  // Evict within the class unless another class holds a whole segment of older experts.
+  uint64_t victim_tick = victim ? victim->second : ~0ull;
+  if (may_steal && steal_segment_locked(c, victim_tick)) {
+    if (auto slot = pool_->take_free_slot(c)) return slot;
+  }
+  victim = lru_.victim(c);
+  if (!victim) return std::nullopt;
+  evict_locked(victim->first);
+  return pool_->take_free_slot(c);
+}
+
+ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
+                                           int layer_pos, uint32_t expert, ReadPriority prio) {
+  const MoeLayer& layer = model->catalog.layers()[layer_pos];
+  const LayerSlotLayout& layout = model->layouts[layer_pos];
+  SlotInfo& s = info(slot);
+  s.state = State::kLoading;
+  s.key = {model->id(), layer.layer, expert};
+  s.model = model;
+  s.generation = table_.begin_load(slot, model->id(), layer.layer, expert, layout.slot_class);
+  s.places.clear();
+  resident_[s.key] = slot;
+  model->counters.resident++;
+  model->counters.used_bytes += layout.stride;
+  totals_.used_bytes += layout.stride;
+
+  ReadRequest req;
+  req.priority = prio;
+  uint8_t* base = pool_->slot_data(slot);
+  for (size_t p = 0; p < layer.projections.size(); ++p) {
+    const ProjTensor& t = layer.projections[p];
+    Extent x = t.expert_extent(expert);
+    uint64_t region = layout.region_offset[p];
+    s.places.push_back({t.kind, region + data_offset_in_region(x.offset), x.bytes});
+    req.spans.push_back({&model->files[x.file_index], x.offset, x.bytes, base + region});
+  }
+  req.done = [this, slot](Status st) { on_read_done(slot, std::move(st)); };
+  return req;
+}
+
+void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32_t layer,
+                          std::vector<uint32_t> experts, AcquireDone done) {
+  std::vector<ReadRequest> reads;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!session_pins_.count(session)) {
+    lock.unlock();
+    return done(NotFound("session " + std::to_string(session) + " has ended"));
+  }
+  auto v = validate(*model, layer, experts);
+  if (!v.ok()) {
+    lock.unlock();
+    return done(v.status());
+  }
+  const LayerSlotLayout& layout = model->layouts[v->layer_pos];
+  uint32_t c = layout.slot_class;
+  if (experts.size() > pool_->capacity_slots(c)) {
+    lock.unlock();
+    return done(ResourceExhausted(
+        "request needs " + std::to_string(experts.size()) + " slots of " +
+        std::to_string(layout.stride) + " bytes but the pool can hold at most " +
+        std::to_string(pool_->capacity_slots(c))));
+  }
+
+  auto op = std::make_shared<AcquireOp>();
+  op->session = session;
+  op->done = std::move(done);
+  op->leases.resize(experts.size());
+  std::vector<std::pair<uint64_t, size_t>> loading;  // slot, request index
+  for (size_t i = 0; i < experts.size(); ++i) {
+    ExpertKey key{model->id(), layer, experts[i]};
+    auto it = resident_.find(key);
+    uint64_t slot;
+    bool hit = it != resident_.end();
+    if (hit) {
+      slot = it->second;
+      model->counters.hits++;
+      totals_.hits++;
+    } else {
+      auto got = allocate_locked(c, /*may_steal=*/true);
+      if (!got) {
+        auto cb = fail_op_locked(op, ResourceExhausted(
+            "no free or evictable slot for expert " + std::to_string(experts[i]) +
+            " of layer " + std::to_string(layer) + ": the pool's " +
+            std::to_string(layout.stride) + "-byte slots are all pinned or loading"));
+        lock.unlock();
+        for (auto& r : reads) io_->submit(std::move(r));
+        cb();
+        return;
+      }
+      slot = *got;
+      model->counters.misses++;
+      totals_.misses++;
+      reads.push_back(begin_load_locked(slot, model, v->layer_pos, experts[i],
+                                        ReadPriority::kDemand));
+    }
+    pin_locked(session, slot);
+    op->slots.push_back(slot);
+    SlotInfo& s = info(slot);
+    if (s.state == State::kReady) {
+      op->leases[i] = lease_locked(slot, hit);
+    } else {
+      op->leases[i].hit = hit;
+      loading.emplace_back(slot, i);
+    }
+  }
+  op->pending = loading.size();
+  for (auto [slot, i] : loading) info(slot).waiters.push_back(op);
+  bool complete = op->pending == 0;
+  if (complete) op->finished = true;
+  lock.unlock();
+  for (auto& r : reads) io_->submit(std::move(r));
+  if (complete) op->done(std::move(op->leases));
+}
+
+std::function<void()> ExpertCache::fail_op_locked(const std::shared_ptr<AcquireOp>& op,
+                                                  Status status) {
+  if (op->finished) return [] {};
+  op->finished = true;
+  if (session_pins_.count(op->session))
+    for (uint64_t slot : op->slots) unpin_locked(op->session, slot);
+  return [op, status = std::move(status)] { op->done(status); };
+}
+
+void ExpertCache::on_read_done(uint64_t slot, Status status) {
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SlotInfo& s = info(slot);
+    std::vector<std::shared_ptr<AcquireOp>> waiters = std::move(s.waiters);
+    s.waiters.clear();
+    std::shared_ptr<Model> model = s.model;
+    if (status.ok()) {
+      s.state = State::kReady;
+      table_.mark_ready(slot);
+      uint64_t bytes = 0;
+      for (const auto& p : s.places) bytes += p.bytes;
+      model->counters.bytes_read += bytes;
+      totals_.bytes_read += bytes;
+      totals_.reads++;
+      if (s.pins == 0) lru_.add(pool_->slot_class(slot), slot, ++tick_);
+      for (auto& op : waiters) {
+        if (op->finished) continue;
+        for (size_t i = 0; i < op->slots.size(); ++i)
+          if (op->slots[i] == slot) op->leases[i] = lease_locked(slot, op->leases[i].hit);
+        if (--op->pending == 0) {
+          op->finished = true;
+          if (!session_pins_.count(op->session)) {
+            callbacks.push_back([op] { op->done(NotFound("session ended during acquire")); });
+          } else {
+            callbacks.push_back([op] { op->done(std::move(op->leases)); });
+          }
+        }
+      }
+    } else {
+      // Never serve the slot: fail every waiter (dropping their pins), then free it.
+      model->counters.read_errors++;
+      totals_.read_errors++;
+      Status err(Code::kUnavailable, "reading expert " + std::to_string(s.key.expert) +
+                                         " of layer " + std::to_string(s.key.layer) +
+                                         " of model " + model->catalog.name() + ": " +
+                                         status.message());
+      for (auto& op : waiters) callbacks.push_back(fail_op_locked(op, err));
+      table_.mark_free(slot);
+      resident_.erase(s.key);
+      model->counters.resident--;
+      model->counters.used_bytes -= pool_->stride(pool_->slot_class(slot));
+      totals_.used_bytes -= pool_->stride(pool_->slot_class(slot));
+      s.state = State::kFree;
+      if (s.pins == 0) {
+        s.model.reset();
+        s.places.clear();
+        pool_->return_slot(slot);
+      }
+      // A slot still pinned here would belong to a session that vanished mid-read; the
+      // pins were already dropped with the session, so s.pins is 0 in practice.
+    }
+  }
+  for (auto& cb : callbacks) cb();
+}
+
+Status ExpertCache::release(uint64_t session, const std::vector<LeaseRef>& refs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto sp = session_pins_.find(session);
+  if (sp == session_pins_.end())
+    return NotFound("session " + std::to_string(session) + " has ended");
+  std::unordered_map<uint64_t, uint32_t> want;
+  for (const LeaseRef& r : refs) {
+    auto held = sp->second.find(r.slot_id);
+    if (r.slot_id >= slots_.size() || held == sp->second.end())
+      return InvalidArgument("lease on slot " + std::to_string(r.slot_id) +
+                             " is not held by this session");
+    if (slots_[r.slot_id].generation != r.generation)
+      return InvalidArgument("lease on slot " + std::to_string(r.slot_id) + " is stale (generation " +
+                             std::to_string(r.generation) + ", slot is at " +
+                             std::to_string(slots_[r.slot_id].generation) + ")");
+    if (++want[r.slot_id] > held->second)
+      return InvalidArgument("slot " + std::to_string(r.slot_id) + " released more often than pinned");
+  }
+  for (const LeaseRef& r : refs) unpin_locked(session, r.slot_id);
+  return Status::Ok();
+}
+
+Result<uint32_t> ExpertCache::prefetch(std::shared_ptr<Model> model, uint32_t layer,
+                                       std::vector<uint32_t> experts) {
+  std::vector<ReadRequest> reads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto v = validate(*model, layer, experts);
+    if (!v.ok()) return v.status();
+    uint32_t c = model->layouts[v->layer_pos].slot_class;
+    for (uint32_t e : experts) {
+      if (resident_.count({model->id(), layer, e})) continue;
+      auto slot = allocate_locked(c, /*may_steal=*/false);
+      if (!slot) break;
+      model->counters.prefetches++;
+      totals_.prefetches++;
+      reads.push_back(begin_load_locked(*slot, model, v->layer_pos, e, ReadPriority::kPrefetch));
+    }
+  }
+  for (auto& r : reads) io_->submit(std::move(r));
+  return static_cast<uint32_t>(reads.size());
+}
+
+void ExpertCache::release_session(uint64_t session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto sp = session_pins_.find(session);
+  if (sp == session_pins_.end()) return;
+  std::unordered_map<uint64_t, uint32_t> pins = std::move(sp->second);
+  session_pins_.erase(sp);
+  for (auto [slot, n] : pins) {
+    SlotInfo& s = info(slot);
+    uint32_t drop = std::min(n, s.pins);
+    s.pins -= drop;
+    if (drop && s.pins == 0) {
+      if (s.model) {
+        s.model->counters.pinned--;
+        s.model->counters.pinned_bytes -= pool_->stride(pool_->slot_class(slot));
+      }
+      if (s.state == State::kReady) lru_.add(pool_->slot_class(slot), slot, ++tick_);
+    }
+    table_.set_pins(slot, s.pins);
+  }
+}
+
+std::pair<uint64_t, uint64_t> ExpertCache::evict_model(uint64_t model_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t evicted = 0, pinned = 0;
+  for (uint64_t slot = 0; slot < slots_.size(); ++slot) {
+    SlotInfo& s = slots_[slot];
+    if (s.state == State::kFree || s.key.model_id != model_id) continue;
+    if (s.pins > 0 || s.state == State::kLoading) {
+      pinned++;
+      continue;
+    }
+    evict_locked(slot);
+    evicted++;
+  }
+  return {evicted, pinned};
+}
+
+CacheStats ExpertCache::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  CacheStats st = totals_;
+  st.pinned_bytes = 0;
+  for (uint64_t slot = 0; slot < slots_.size(); ++slot)
+    if (slots_[slot].pins) st.pinned_bytes += pool_->stride(pool_->slot_class(slot));
+  return st;
+}
+
+ModelCounters ExpertCache::model_counters(const Model& model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return model.counters;
+}
+
+}  // namespace moepool

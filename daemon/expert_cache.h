@@ -1,0 +1,153 @@
+// Decides which experts are resident in the pool and hands out pinned leases on them.
+// acquire() pins what is resident and starts reads (through the IoEngine) for what is
+// not; its callback runs once every expert of the request is resident, or once one of
+// them failed (then nothing of the request stays pinned). Misses that find no free slot
+// evict the least recently used unpinned expert of the same slot class, or take a whole
+// segment from another class when its experts are older. A request that cannot fit
+// fails at once with kResourceExhausted instead of waiting.
+//
+// Invariants kept here: a pinned or loading slot is never evicted or overwritten; a
+// slot is served (its lease returned) only after its read completed without error; a
+// session's pins all go away with release_session().
+// Thread safety: every public method may be called from any thread; callbacks run
+// without the lock held, on the caller's thread or the IoEngine's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/catalog.h"
+#include "common/status.h"
+#include "daemon/io_engine.h"
+#include "daemon/lru_policy.h"
+#include "daemon/model.h"
+#include "daemon/pool.h"
+#include "daemon/slot_table.h"
+
+namespace moepool {
+
+struct ProjectionPlace {
+  ProjKind kind;
+  uint64_t offset;  // inside the slot
+  uint64_t bytes;
+};
+
+struct LeaseInfo {
+  uint32_t expert = 0;
+  uint64_t slot_id = 0;
+  uint64_t generation = 0;
+  uint32_t slot_class = 0;
+  uint64_t slot_index = 0;
+  uint64_t stride = 0;
+  uint64_t pool_offset = 0;
+  std::vector<ProjectionPlace> projections;
+  bool hit = false;
+};
+
+struct LeaseRef {
+  uint64_t slot_id;
+  uint64_t generation;
+};
+
+struct CacheStats {
+  uint64_t pool_bytes = 0, used_bytes = 0, pinned_bytes = 0;
+  uint64_t hits = 0, misses = 0, bytes_read = 0, reads = 0, read_errors = 0;
+  uint64_t evictions = 0, prefetches = 0;
+};
+
+class ExpertCache {
+ public:
+  using AcquireDone = std::function<void(Result<std::vector<LeaseInfo>>)>;
+
+  ExpertCache(Pool* pool, IoEngine* io);
+  ~ExpertCache();
+
+  // Computes the slot layout of every MoE layer of `model` (creating slot classes).
+  // Fails when an expert cannot fit in a slot of this pool.
+  Status prepare_model(Model* model);
+
+  // Registers a live session (its pins are tracked until release_session).
+  void add_session(uint64_t session);
+  // Pins `experts` of `layer` for `session`; calls `done` exactly once.
+  void acquire(uint64_t session, std::shared_ptr<Model> model, uint32_t layer,
+               std::vector<uint32_t> experts, AcquireDone done);
+  // Unpins leases of `session`. All refs are checked first; any unknown or stale ref
+  // fails the whole call and changes nothing.
+  Status release(uint64_t session, const std::vector<LeaseRef>& refs);
+  // Starts low-priority reads for experts not resident when a slot is free or evictable.
+  // Returns how many reads it started. Never pins, never evicts pinned slots.
+  Result<uint32_t> prefetch(std::shared_ptr<Model> model, uint32_t layer,
+                            std::vector<uint32_t> experts);
+  // Drops every pin of `session` and forgets it. Idempotent.
+  void release_session(uint64_t session);
+  // Evicts every resident unpinned expert of a model. Returns {evicted, still pinned}.
+  std::pair<uint64_t, uint64_t> evict_model(uint64_t model_id);
+
+  CacheStats stats() const;
+  // Per-model counters (copied under the lock).
+  ModelCounters model_counters(const Model& model) const;
+
+ private:
+  struct AcquireOp;
+  enum class State { kFree, kLoading, kReady };
+  struct ExpertKey {
+    uint64_t model_id;
+    uint32_t layer, expert;
+    bool operator==(const ExpertKey& o) const {
+      return model_id == o.model_id && layer == o.layer && expert == o.expert;
+    }
+  };
+  struct KeyHash {
+    size_t operator()(const ExpertKey& k) const {
+      return std::hash<uint64_t>()(k.model_id ^ (uint64_t{k.layer} << 32 | k.expert) * 0x9E3779B97F4A7C15ull);
+    }
+  };
+  struct SlotInfo {
+    State state = State::kFree;
+    ExpertKey key{};
+    std::shared_ptr<Model> model;
+    uint32_t pins = 0;
+    uint64_t generation = 0;
+    std::vector<ProjectionPlace> places;
+    std::vector<std::shared_ptr<AcquireOp>> waiters;  // ops waiting for this read
+  };
+  struct Validated {
+    int layer_pos;
+    const MoeLayer* layer;
+  };
+
+  Result<Validated> validate(const Model& model, uint32_t layer,
+                             const std::vector<uint32_t>& experts) const;
+  SlotInfo& info(uint64_t slot);
+  // Finds a slot for class c: free, else evict LRU, else steal an older segment.
+  std::optional<uint64_t> allocate_locked(uint32_t c, bool may_steal);
+  void evict_locked(uint64_t slot);
+  bool steal_segment_locked(uint32_t c, uint64_t victim_tick);
+  // Claims `slot` for an expert and returns the read that fills it.
+  ReadRequest begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
+                                int layer_pos, uint32_t expert, ReadPriority prio);
+  void pin_locked(uint64_t session, uint64_t slot);
+  void unpin_locked(uint64_t session, uint64_t slot);
+  LeaseInfo lease_locked(uint64_t slot, bool hit) const;
+  void on_read_done(uint64_t slot, Status status);
+  // Fails an op: drops its pins, returns the callback to run outside the lock.
+  std::function<void()> fail_op_locked(const std::shared_ptr<AcquireOp>& op, Status status);
+
+  Pool* pool_;
+  IoEngine* io_;
+  SlotTable table_;
+  mutable std::mutex mu_;
+  uint64_t tick_ = 0;
+  std::vector<SlotInfo> slots_;  // by slot table index, grown on demand
+  std::unordered_map<ExpertKey, uint64_t, KeyHash> resident_;  // loading or ready
+  LruPolicy lru_;
+  std::unordered_map<uint64_t, std::unordered_map<uint64_t, uint32_t>> session_pins_;
+  CacheStats totals_;
+};
+
+}  // namespace moepool

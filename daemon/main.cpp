@@ -1,0 +1,176 @@
+// moepoold: the MoE expert pool daemon. Wires the components together (config → pool →
+// I/O engine → expert cache → model registry → sessions → gRPC services → sockets),
+// then waits for SIGTERM/SIGINT while it reaps dead sessions and pings the watchdog.
+#include <grp.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <grpcpp/grpcpp.h>
+
+#include "common/version.h"
+#include "daemon/admin_service.h"
+#include "daemon/config.h"
+#include "daemon/config_cli.h"
+#include "daemon/expert_cache.h"
+#include "daemon/fd_server.h"
+#include "daemon/io_engine.h"
+#include "daemon/listener.h"
+#include "daemon/model_registry.h"
+#include "daemon/pool.h"
+#include "daemon/session_registry.h"
+#include "daemon/task_queue.h"
+#include "daemon/worker_service.h"
+
+#ifdef MOEPOOL_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+static int sd_notify(int, const char*) { return 0; }
+#endif
+
+namespace moepool {
+namespace {
+
+constexpr int kMaxMessageBytes = 4 << 20;  // larger requests are refused by gRPC itself
+
+Status make_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Unavailable("cannot create directory '" + dir + "': " + ec.message());
+  return Status::Ok();
+}
+
+int run(const DaemonConfig& cfg) {
+  DaemonContext ctx;
+  ctx.config = cfg;
+  for (const std::string& g : cfg.admin_groups) {
+    if (const group* gr = getgrnam(g.c_str())) ctx.admin_gids.push_back(gr->gr_gid);
+    else spdlog::warn("admin group '{}' does not exist; ignoring it", g);
+  }
+  for (const std::string& dir : {std::filesystem::path(cfg.socket_path).parent_path().string(),
+                                 cfg.state_dir}) {
+    if (dir.empty()) continue;
+    Status st = make_dir(dir);
+    if (!st.ok()) {
+      spdlog::critical("{}", st.message());
+      return 1;
+    }
+  }
+
+  auto pool = Pool::create({cfg.pool_bytes, cfg.segment_bytes, cfg.lock_memory});
+  if (!pool.ok()) {
+    spdlog::critical("cannot create the pool: {}", pool.status().message());
+    return 1;
+  }
+  spdlog::info("pool: {} MiB in {}", (*pool)->pool_bytes() >> 20, (*pool)->setup_note());
+
+  IoEngine::Options io_opts;
+  io_opts.mode = cfg.io_mode;
+  io_opts.direct = cfg.io_direct;
+  io_opts.queue_depth = cfg.queue_depth;
+  auto io = IoEngine::create(io_opts);
+  if (!io.ok()) {
+    spdlog::critical("cannot start the I/O engine: {}", io.status().message());
+    return 1;
+  }
+  ExpertCache cache(pool->get(), io->get());
+  ModelRegistry models(cfg.model_roots, &cache);
+  SessionRegistry sessions(&cache);
+  Listener listener;
+  ctx.pool = pool->get();
+  ctx.io = io->get();
+  ctx.cache = &cache;
+  ctx.models = &models;
+  ctx.sessions = &sessions;
+  ctx.listener = &listener;
+  ctx.fd_socket = cfg.socket_path + ".fds";
+
+  TaskQueue control;
+  WorkerService worker(&ctx, &control);
+  AdminService admin(&ctx);
+  grpc::ServerBuilder builder;  // no listening ports: the Listener hands connections in
+  builder.RegisterService(&worker);
+  builder.RegisterService(&admin);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::critical("cannot start the gRPC server");
+    return 1;
+  }
+  std::vector<int> fds{(*pool)->control_fd()};
+  for (int fd : (*pool)->segment_fds()) fds.push_back(fd);
+  FdServer fd_server(&sessions, fds);
+  Status st = listener.start(cfg.socket_path, cfg.socket_mode, server.get());
+  if (st.ok()) st = fd_server.start(ctx.fd_socket, cfg.socket_mode);
+  if (!st.ok()) {
+    spdlog::critical("cannot listen: {}", st.message());
+    listener.stop();
+    server->Shutdown();
+    return 1;
+  }
+  std::string roots;
+  for (const auto& r : cfg.model_roots) roots += (roots.empty() ? "" : ", ") + r;
+  spdlog::info("moepoold {} ready on {} (pid {}, io {}, model roots: {})", version(),
+               cfg.socket_path, getpid(), (*io)->mode_name(), roots.empty() ? "none" : roots);
+  sd_notify(0, "READY=1\nSTATUS=serving");
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  for (;;) {
+    timespec tick{1, 0};
+    int sig = sigtimedwait(&set, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+    sessions.reap();
+    sd_notify(0, "WATCHDOG=1");
+  }
+  sd_notify(0, "STOPPING=1");
+  listener.stop();
+  fd_server.stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  (*io)->stop();
+  spdlog::info("moepoold stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace moepool
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread starts, so only sigtimedwait sees them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"moepoold: serves MoE expert weights from GGUF files through one shared memory "
+               "pool to every model-serving process on the host."};
+  moepool::CliOverrides overrides;
+  moepool::add_config_flags(app, &overrides);
+  bool print_config = false;
+  app.add_flag("--print-config", print_config, "Print the effective configuration and exit");
+  app.set_version_flag("--version", moepool::version());
+  CLI11_PARSE(app, argc, argv);
+
+  auto cfg = moepool::load_effective_config(overrides);
+  if (!cfg.ok()) {
+    fprintf(stderr, "moepoold: %s\n", cfg.status().message().c_str());
+    return 2;
+  }
+  if (print_config) {
+    printf("%s", moepool::describe_config(*cfg).c_str());
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  return moepool::run(*cfg);
+}

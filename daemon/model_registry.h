@@ -1,0 +1,44 @@
+// The models the daemon has opened, by content identity: two workers opening the same
+// files (by any path, or a copy) get the same Model and so share its experts.
+// Only files under the configured model roots can be opened (paths are resolved first,
+// so a symlink cannot lead outside a root).
+// Thread safety: all methods may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "daemon/expert_cache.h"
+#include "daemon/model.h"
+
+namespace moepool {
+
+class ModelRegistry {
+ public:
+  // `roots` must already be resolved (realpath) directories.
+  ModelRegistry(std::vector<std::string> roots, ExpertCache* cache);
+
+  // Opens (or finds) the model at `path`. Errors: kPermissionDenied outside the roots,
+  // kNotFound, kInvalidArgument for a malformed GGUF (message names the field).
+  Result<std::shared_ptr<Model>> open(const std::string& path);
+  // The model with this id, or nullptr.
+  std::shared_ptr<Model> find(uint64_t id) const;
+  std::vector<std::shared_ptr<Model>> list() const;
+
+  // Returns true iff resolved path `p` lies inside one of the roots.
+  bool under_roots(const std::string& p) const;
+
+ private:
+  std::vector<std::string> roots_;
+  ExpertCache* cache_;
+  mutable std::mutex mu_;
+  std::mutex open_mu_;  // serialises opens so one model is prepared once
+  std::map<uint64_t, std::shared_ptr<Model>> models_;
+};
+
+}  // namespace moepool
