@@ -1,0 +1,79 @@
+// A test device that wraps a real backend and, per read, passes it through, fails it
+// with an errno, truncates it (short read) or stalls it until released — the fault seam
+// of STYLE.md §5. Used by the I/O engine's unit tests and by integration tests of the
+// components above it. Thread: the engine thread calls read/flush/reap; set_rule,
+// release_stalled, wait_stalled, stalled, issued and wake may be called from any thread.
+#pragma once
+
+#include <cerrno>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon/io_backend.h"
+
+namespace moepool {
+
+class FaultyBackend : public IoBackend {
+ public:
+  enum class Action { kPass, kFail, kShort, kStall };
+  struct Fault {
+    Action action = Action::kPass;
+    int err = EIO;             // kFail: the read completes with -err
+    uint64_t short_bytes = 0;  // kShort: the read reports at most this many bytes
+  };
+  // Decides what happens to read number n (1-based, in issue order, retries included).
+  using Rule = std::function<Fault(uint64_t n, const IoOp& op)>;
+
+  explicit FaultyBackend(std::unique_ptr<IoBackend> inner);
+
+  // Rules for common cases.
+  static Rule pass_all();
+  static Rule fail_nth(uint64_t n, int err = EIO);
+  static Rule short_nth(uint64_t n, uint64_t bytes);  // only read n is short
+  static Rule short_all(uint64_t bytes);              // every read is short
+  static Rule stall_nth(uint64_t n);
+  static Rule stall_all();
+
+  // Replaces the rule for reads issued from now on.
+  void set_rule(Rule rule);
+  // Sends every stalled read on to the device.
+  void release_stalled();
+  // Blocks until at least n reads have stalled since creation. Stalled reads count as in
+  // flight: release them before the engine's stop() can return.
+  void wait_stalled(uint64_t n);
+  // Reads stalled and not yet released.
+  size_t stalled() const;
+  // Every read the engine issued, in order.
+  std::vector<IoOp> issued() const;
+
+  void wake() override { inner_->wake(); }
+  std::string name() const override { return inner_->name(); }
+  uint32_t max_in_flight() const override { return inner_->max_in_flight(); }
+
+ protected:
+  void read_impl(const IoOp& op) override;
+  Status flush_impl() override;
+  Status reap_impl(std::vector<IoCompletion>* out, bool block) override;
+
+ private:
+  // Hands released reads to the inner device. Engine thread.
+  void forward_released();
+
+  std::unique_ptr<IoBackend> inner_;
+  std::vector<IoCompletion> synthetic_;  // failed reads, returned at the next reap; engine thread
+  std::unordered_map<uint64_t, uint64_t> short_limits_;  // tag -> bytes to report; engine thread
+  mutable std::mutex mu_;
+  std::condition_variable stalled_cv_;
+  Rule rule_;
+  uint64_t n_ = 0;
+  uint64_t stalled_total_ = 0;
+  std::vector<IoOp> stalled_;
+  std::vector<IoOp> released_;
+  std::vector<IoOp> issued_;
+};
+
+}  // namespace moepool
