@@ -65,6 +65,7 @@ class ExpertCache {
   using AcquireDone = std::function<void(Result<std::vector<LeaseInfo>>)>;
 
   ExpertCache(Pool* pool, IoEngine* io);
+  // The IoEngine must be stopped first: its read callbacks call into the cache.
   ~ExpertCache();
 
   // Computes the slot layout of every MoE layer of `model` (creating slot classes).
