@@ -122,7 +122,8 @@ Status FaultyBackend::reap_impl(std::vector<IoCompletion>* out, bool block) {
   for (size_t i = first; i < out->size() && !short_limits_.empty(); ++i) {
     auto it = short_limits_.find((*out)[i].tag);
     if (it == short_limits_.end()) continue;
-    if ((*out)[i].res > static_cast<int64_t>(it->second)) (*out)[i].res = static_cast<int64_t>(it->second);
+    if ((*out)[i].res > static_cast<int64_t>(it->second))
+      (*out)[i].res = static_cast<int64_t>(it->second);
     short_limits_.erase(it);
   }
   return st;

@@ -18,8 +18,8 @@
 namespace moepool {
 namespace {
 
-constexpr int kMaxRetries = 8;          // EINTR/EAGAIN resubmissions of one read
-constexpr int kMaxShortResubmits = 4;   // resubmissions of the remainder after a short read
+constexpr int kMaxRetries = 8;                // EINTR/EAGAIN resubmissions of one read
+constexpr int kMaxShortResubmits = 4;         // resubmissions of the remainder after a short read
 constexpr uint64_t kMaxOpBytes = 1ULL << 30;  // an SQE length is 32-bit; stay well below
 
 uint64_t round_down(uint64_t v, uint64_t a) { return v - v % a; }
@@ -215,7 +215,8 @@ Status IoEngine::Impl::validate(const ReadRequest& req) const {
     if (s.file == nullptr) return InvalidArgument(where + ": no file");
     where += " of " + s.file->path + " at offset " + std::to_string(s.offset);
     if (s.bytes == 0) return InvalidArgument(where + ": zero length");
-    if (s.offset + s.bytes < s.offset) return InvalidArgument(where + ": offset + length overflows");
+    if (s.offset + s.bytes < s.offset)
+      return InvalidArgument(where + ": offset + length overflows");
     if (s.region == nullptr || reinterpret_cast<uintptr_t>(s.region) % kIoAlign != 0) {
       return InvalidArgument(where + ": destination region is not 4096-aligned");
     }
@@ -403,7 +404,7 @@ void IoEngine::Impl::run_callbacks() {
 }
 
 Result<std::unique_ptr<IoEngine>> IoEngine::create(Options options,
-                                                  std::unique_ptr<IoBackend> backend) {
+                                                   std::unique_ptr<IoBackend> backend) {
   if (options.queue_depth == 0) return InvalidArgument("io engine: queue_depth must be > 0");
   if (options.max_request_bytes == 0) {
     return InvalidArgument("io engine: max_request_bytes must be > 0");
@@ -430,8 +431,8 @@ Result<std::unique_ptr<IoEngine>> IoEngine::create(Options options,
       why = "mode pread";
     }
     if (!backend) {
-      auto pread = PreadBackend::create(std::max<uint32_t>(1, options.pread_threads),
-                                        options.queue_depth);
+      auto pread =
+          PreadBackend::create(std::max<uint32_t>(1, options.pread_threads), options.queue_depth);
       if (!pread.ok()) return pread.status();
       backend = std::move(pread).value();
     }

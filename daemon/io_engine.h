@@ -50,10 +50,10 @@ struct ReadRequest {
 class IoEngine {
  public:
   struct Options {
-    std::string mode = "auto";  // "auto" (io_uring, else pread), "io_uring", "pread"
-    bool direct = true;         // use O_DIRECT for files that have a direct_fd
-    uint32_t queue_depth = 32;  // reads in flight at most
-    uint64_t max_request_bytes = 1 << 20;          // larger reads are split (4096-aligned)
+    std::string mode = "auto";             // "auto" (io_uring, else pread), "io_uring", "pread"
+    bool direct = true;                    // use O_DIRECT for files that have a direct_fd
+    uint32_t queue_depth = 32;             // reads in flight at most
+    uint64_t max_request_bytes = 1 << 20;  // larger reads are split (4096-aligned)
     uint64_t prefetch_bytes_in_flight = 64 << 20;  // cap on prefetch reads in flight
     uint32_t pread_threads = 4;                    // threads of the pread fallback
   };
@@ -67,8 +67,8 @@ class IoEngine {
 
   // Starts the engine thread. backend_for_tests, when given, replaces the device (mode is
   // then ignored). Fails on bad options or when a forced mode is unavailable.
-  static Result<std::unique_ptr<IoEngine>> create(Options options,
-                                                  std::unique_ptr<IoBackend> backend_for_tests = nullptr);
+  static Result<std::unique_ptr<IoEngine>> create(
+      Options options, std::unique_ptr<IoBackend> backend_for_tests = nullptr);
   ~IoEngine();  // calls stop()
   IoEngine(const IoEngine&) = delete;
   IoEngine& operator=(const IoEngine&) = delete;

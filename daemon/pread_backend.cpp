@@ -12,7 +12,8 @@ Result<std::unique_ptr<IoBackend>> PreadBackend::create(uint32_t threads, uint32
   if (queue_depth == 0) return InvalidArgument("pread backend: queue_depth must be > 0");
   std::unique_ptr<PreadBackend> backend(new PreadBackend(queue_depth));
   try {
-    for (uint32_t i = 0; i < threads; ++i) backend->threads_.emplace_back([b = backend.get()] { b->worker(); });
+    for (uint32_t i = 0; i < threads; ++i)
+      backend->threads_.emplace_back([b = backend.get()] { b->worker(); });
   } catch (const std::system_error& e) {
     return Status::FromErrno("pread backend: start thread", e.code().value());
   }

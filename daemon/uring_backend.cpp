@@ -66,7 +66,8 @@ Status UringBackend::arm_wake_poll() {
   struct io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (sqe == nullptr) {
     int ret = io_uring_submit(&ring_);
-    if (ret < 0 && ret != -EINTR && ret != -EAGAIN) return Status::FromErrno("io_uring_submit", -ret);
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN)
+      return Status::FromErrno("io_uring_submit", -ret);
     sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return Status::Ok();  // try again at the next reap
   }

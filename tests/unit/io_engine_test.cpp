@@ -69,7 +69,8 @@ std::vector<uint8_t> random_bytes(uint64_t n, uint64_t seed) {
 
 void write_file(const fs::path& p, const std::vector<uint8_t>& bytes) {
   std::ofstream out(p, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(out.good()) << p;
 }
 
@@ -109,7 +110,8 @@ std::future<Status> submit_async(IoEngine& engine, std::vector<ReadSpan> spans,
                                  ReadPriority prio = ReadPriority::kDemand) {
   auto p = std::make_shared<std::promise<Status>>();
   auto f = p->get_future();
-  engine.submit(request_of(std::move(spans), prio, [p](Status st) { p->set_value(std::move(st)); }));
+  engine.submit(
+      request_of(std::move(spans), prio, [p](Status st) { p->set_value(std::move(st)); }));
   return f;
 }
 
@@ -214,9 +216,9 @@ class IoEngineModes : public ::testing::TestWithParam<ModeParam> {
   ModelFileFixture m_;
 };
 
-#define MAKE_ENGINE_OR_SKIP(var, ...)                                   \
-  auto var = make(__VA_ARGS__);                                         \
-  if (!var && !skip_reason_.empty()) GTEST_SKIP() << skip_reason_;      \
+#define MAKE_ENGINE_OR_SKIP(var, ...)                              \
+  auto var = make(__VA_ARGS__);                                    \
+  if (!var && !skip_reason_.empty()) GTEST_SKIP() << skip_reason_; \
   ASSERT_TRUE(var)
 
 TEST_P(IoEngineModes, ModeNameSaysThePath) {
@@ -229,8 +231,12 @@ TEST_P(IoEngineModes, ReadsUnalignedSpansIntoAlignedRegions) {
   // Small max_request_bytes so spans split into several reads.
   MAKE_ENGINE_OR_SKIP(e, 64 << 10);
   std::vector<std::unique_ptr<SpanBuffer>> bufs;
-  for (auto [off, n] : std::vector<std::pair<uint64_t, uint64_t>>{
-           {32, 100}, {4064, 64}, {8192, 4096}, {12288 + 96, 300000}, {1 << 20, 1 << 20}, {777 * 32, 65536}}) {
+  for (auto [off, n] : std::vector<std::pair<uint64_t, uint64_t>>{{32, 100},
+                                                                  {4064, 64},
+                                                                  {8192, 4096},
+                                                                  {12288 + 96, 300000},
+                                                                  {1 << 20, 1 << 20},
+                                                                  {777 * 32, 65536}}) {
     bufs.push_back(std::make_unique<SpanBuffer>(m_.file(), off, n));
   }
   std::vector<ReadSpan> spans;
@@ -312,7 +318,8 @@ TEST_P(IoEngineModes, DoneCallbackMaySubmitAgain) {
   MAKE_ENGINE_OR_SKIP(e);
   constexpr int kChain = 20;
   std::vector<std::unique_ptr<SpanBuffer>> bufs;
-  for (int i = 0; i < kChain; ++i) bufs.push_back(std::make_unique<SpanBuffer>(m_.file(), i * 4096 + 64, 5000));
+  for (int i = 0; i < kChain; ++i)
+    bufs.push_back(std::make_unique<SpanBuffer>(m_.file(), i * 4096 + 64, 5000));
   std::promise<int> all;
   std::function<void(int)> step = [&](int i) {
     e->submit(request_of({bufs[i]->span}, ReadPriority::kDemand, [&, i](Status st) {
@@ -325,7 +332,8 @@ TEST_P(IoEngineModes, DoneCallbackMaySubmitAgain) {
   };
   step(0);
   ASSERT_EQ(all.get_future().get(), kChain);
-  for (auto& b : bufs) EXPECT_EQ(std::memcmp(b->data(), m_.expect(b->span.offset), b->span.bytes), 0);
+  for (auto& b : bufs)
+    EXPECT_EQ(std::memcmp(b->data(), m_.expect(b->span.offset), b->span.bytes), 0);
 }
 
 TEST_P(IoEngineModes, RejectsBadSpans) {
@@ -353,10 +361,12 @@ TEST_P(IoEngineModes, SubmitAfterStopFailsUnavailable) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, IoEngineModes,
-                         ::testing::Values(ModeParam{"io_uring", true}, ModeParam{"io_uring", false},
-                                           ModeParam{"pread", true}, ModeParam{"pread", false}),
+                         ::testing::Values(ModeParam{"io_uring", true},
+                                           ModeParam{"io_uring", false}, ModeParam{"pread", true},
+                                           ModeParam{"pread", false}),
                          [](const ::testing::TestParamInfo<ModeParam>& p) {
-                           return std::string(p.param.mode) + (p.param.direct ? "_direct" : "_buffered");
+                           return std::string(p.param.mode) +
+                                  (p.param.direct ? "_direct" : "_buffered");
                          });
 
 // tmpfs refuses O_DIRECT before Linux 6.6 (open fails with EINVAL, direct_fd stays -1)
@@ -452,7 +462,8 @@ TEST_F(IoEngineFaults, EioOnNthReadFailsOnlyThatRequest) {
   make();
   faulty_->set_rule(FaultyBackend::fail_nth(3, EIO));
   std::vector<std::unique_ptr<SpanBuffer>> b;
-  for (int i = 0; i < 5; ++i) b.push_back(std::make_unique<SpanBuffer>(m_.file(), 100000 + i * 8192 + 32, 4000));
+  for (int i = 0; i < 5; ++i)
+    b.push_back(std::make_unique<SpanBuffer>(m_.file(), 100000 + i * 8192 + 32, 4000));
   std::vector<Status> results;
   for (auto& x : b) results.push_back(read_sync(*engine_, {x->span}));  // one read each
   for (int i = 0; i < 5; ++i) {
@@ -464,7 +475,8 @@ TEST_F(IoEngineFaults, EioOnNthReadFailsOnlyThatRequest) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.code(), Code::kUnavailable);
   EXPECT_NE(bad.message().find(m_.path()), std::string::npos) << bad.to_string();
-  EXPECT_NE(bad.message().find(std::to_string(b[2]->span.offset)), std::string::npos) << bad.to_string();
+  EXPECT_NE(bad.message().find(std::to_string(b[2]->span.offset)), std::string::npos)
+      << bad.to_string();
   EXPECT_NE(bad.message().find(std::strerror(EIO)), std::string::npos) << bad.to_string();
   EXPECT_EQ(engine_->stats().errors, 1u);
 }
@@ -475,9 +487,10 @@ TEST_F(IoEngineFaults, FailedSpanFailsTheWholeRequestOnce) {
   SpanBuffer gate(m_.file(), 0, 4096), up(m_.file(), 8192, 4096), down(m_.file(), 16384, 4096);
   std::atomic<int> calls{0};
   std::promise<Status> p;
-  engine_->submit(request_of({gate.span, up.span, down.span}, ReadPriority::kDemand, [&](Status st) {
-    if (++calls == 1) p.set_value(st);
-  }));
+  engine_->submit(
+      request_of({gate.span, up.span, down.span}, ReadPriority::kDemand, [&](Status st) {
+        if (++calls == 1) p.set_value(st);
+      }));
   Status st = p.get_future().get();
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find("offset 8192"), std::string::npos) << st.to_string();
@@ -527,9 +540,11 @@ TEST_F(IoEngineFaults, PrefetchBytesInFlightAreCapped) {
   make(/*depth=*/8, /*prefetch_cap=*/8192);
   faulty_->set_rule(FaultyBackend::stall_all());
   std::vector<std::unique_ptr<SpanBuffer>> b;
-  for (int i = 0; i < 4; ++i) b.push_back(std::make_unique<SpanBuffer>(m_.file(), i * 65536 + 32, 6000));
+  for (int i = 0; i < 4; ++i)
+    b.push_back(std::make_unique<SpanBuffer>(m_.file(), i * 65536 + 32, 6000));
   std::vector<std::future<Status>> f;
-  for (int i = 0; i < 3; ++i) f.push_back(submit_async(*engine_, {b[i]->span}, ReadPriority::kPrefetch));
+  for (int i = 0; i < 3; ++i)
+    f.push_back(submit_async(*engine_, {b[i]->span}, ReadPriority::kPrefetch));
   faulty_->wait_stalled(1);
   f.push_back(submit_async(*engine_, {b[3]->span}, ReadPriority::kDemand));
   faulty_->wait_stalled(2);  // demand reads ignore the prefetch cap
