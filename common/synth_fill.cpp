@@ -33,27 +33,34 @@ uint64_t fnv1a64(std::string_view s) {
 
 // How a field's raw bits become a valid value.
 enum class FieldKind : uint8_t {
-  kScaleF16,    // positive, in [2^-11, 2^-3)
-  kScaleF32,    // positive, in [2^-11, 2^-3)
-  kScaleE8M0,   // exponent byte 2^-8 .. 2^-1
-  kIq1mTop,     // top nibble of iq1_m's last scale word: the packed f16 scale's sign+exp
+  kScaleF16,   // positive, in [2^-11, 2^-3)
+  kScaleF32,   // positive, in [2^-11, 2^-3)
+  kScaleE8M0,  // exponent byte 2^-8 .. 2^-1
+  kIq1mTop,    // top nibble of iq1_m's last scale word: the packed f16 scale's sign+exp
 };
 
 uint32_t transform(FieldKind kind, uint32_t r) {
   switch (kind) {
-    case FieldKind::kScaleF16: return (r & 0x03FFu) | ((4u + ((r >> 10) & 7u)) << 10);
-    case FieldKind::kScaleF32: return (r & 0x007FFFFFu) | ((116u + ((r >> 23) & 7u)) << 23);
-    case FieldKind::kScaleE8M0: return 119u + (r & 7u);
-    case FieldKind::kIq1mTop: return (r & 0x0FFFu) | 0x2000u;  // exponent 8..11
+    case FieldKind::kScaleF16:
+      return (r & 0x03FFu) | ((4u + ((r >> 10) & 7u)) << 10);
+    case FieldKind::kScaleF32:
+      return (r & 0x007FFFFFu) | ((116u + ((r >> 23) & 7u)) << 23);
+    case FieldKind::kScaleE8M0:
+      return 119u + (r & 7u);
+    case FieldKind::kIq1mTop:
+      return (r & 0x0FFFu) | 0x2000u;  // exponent 8..11
   }
   return r;
 }
 
 uint32_t kind_width(FieldKind kind) {
   switch (kind) {
-    case FieldKind::kScaleF32: return 4;
-    case FieldKind::kScaleE8M0: return 1;
-    default: return 2;
+    case FieldKind::kScaleF32:
+      return 4;
+    case FieldKind::kScaleE8M0:
+      return 1;
+    default:
+      return 2;
   }
 }
 
@@ -93,15 +100,24 @@ Fields fields_of(GgmlType type) {
     case GgmlType::Q5_1:
     case GgmlType::Q8_1:
     case GgmlType::Q4_K:
-    case GgmlType::Q5_K: return two(bs, 0, 2, FieldKind::kScaleF16);  // d, dmin (or m, s)
-    case GgmlType::Q2_K: return two(bs, 80, 82, FieldKind::kScaleF16);  // after scales, qs
-    case GgmlType::Q3_K: return one(bs, 108, FieldKind::kScaleF16);     // after hmask, qs, scales
-    case GgmlType::Q6_K: return one(bs, 208, FieldKind::kScaleF16);     // after ql, qh, scales
-    case GgmlType::Q8_K: return one(bs, 0, FieldKind::kScaleF32);
-    case GgmlType::TQ1_0: return one(bs, 52, FieldKind::kScaleF16);
-    case GgmlType::TQ2_0: return one(bs, 64, FieldKind::kScaleF16);
-    case GgmlType::MXFP4: return one(bs, 0, FieldKind::kScaleE8M0);
-    case GgmlType::IQ1_M: return one(bs, 54, FieldKind::kIq1mTop);
+    case GgmlType::Q5_K:
+      return two(bs, 0, 2, FieldKind::kScaleF16);  // d, dmin (or m, s)
+    case GgmlType::Q2_K:
+      return two(bs, 80, 82, FieldKind::kScaleF16);  // after scales, qs
+    case GgmlType::Q3_K:
+      return one(bs, 108, FieldKind::kScaleF16);  // after hmask, qs, scales
+    case GgmlType::Q6_K:
+      return one(bs, 208, FieldKind::kScaleF16);  // after ql, qh, scales
+    case GgmlType::Q8_K:
+      return one(bs, 0, FieldKind::kScaleF32);
+    case GgmlType::TQ1_0:
+      return one(bs, 52, FieldKind::kScaleF16);
+    case GgmlType::TQ2_0:
+      return one(bs, 64, FieldKind::kScaleF16);
+    case GgmlType::MXFP4:
+      return one(bs, 0, FieldKind::kScaleE8M0);
+    case GgmlType::IQ1_M:
+      return one(bs, 54, FieldKind::kIq1mTop);
     case GgmlType::Q4_0:
     case GgmlType::Q5_0:
     case GgmlType::Q8_0:
@@ -112,8 +128,10 @@ Fields fields_of(GgmlType type) {
     case GgmlType::IQ4_NL:
     case GgmlType::IQ3_S:
     case GgmlType::IQ2_S:
-    case GgmlType::IQ4_XS: return one(bs, 0, FieldKind::kScaleF16);  // d first
-    default: return {};  // float types are handled by lanes_*; integer types stay raw
+    case GgmlType::IQ4_XS:
+      return one(bs, 0, FieldKind::kScaleF16);  // d first
+    default:
+      return {};  // float types are handled by lanes_*; integer types stay raw
   }
 }
 
@@ -188,10 +206,14 @@ void synth_fill(uint64_t seed, std::string_view tensor_name, GgmlType type, uint
   const uint64_t key = seed ^ fnv1a64(tensor_name);
   // Float elements are aligned to their size, so whole words transform lane by lane.
   switch (type) {
-    case GgmlType::F16: return fill_words(key, offset, out, lanes_f16);
-    case GgmlType::BF16: return fill_words(key, offset, out, lanes_bf16);
-    case GgmlType::F32: return fill_words(key, offset, out, lanes_f32);
-    default: break;
+    case GgmlType::F16:
+      return fill_words(key, offset, out, lanes_f16);
+    case GgmlType::BF16:
+      return fill_words(key, offset, out, lanes_bf16);
+    case GgmlType::F32:
+      return fill_words(key, offset, out, lanes_f32);
+    default:
+      break;
   }
   fill_words(key, offset, out, [](uint64_t v) { return v; });
   Fields fs = fields_of(type);

@@ -10,7 +10,7 @@
 namespace moepool {
 namespace {
 
-constexpr uint64_t kVocab = 256;        // tokenizer.ggml.model is "no_vocab"
+constexpr uint64_t kVocab = 256;  // tokenizer.ggml.model is "no_vocab"
 constexpr uint64_t kContext = 4096;
 constexpr float kRmsEps = 1e-6f;
 // deepseek2 multi-head latent attention dimensions, scaled down from DeepSeek-V2-Lite.
@@ -159,7 +159,7 @@ Result<SynthLayout> build(const SynthSpec& spec_in,
   std::vector<Planned> planned = plan_tensors(s);
   std::vector<uint64_t> sizes;
   for (const Planned& p : planned) {
-    uint64_t bytes = *ggml_row_bytes(p.type, p.ne[0]);  // validated: whole blocks
+    uint64_t bytes = *ggml_row_bytes(p.type, p.ne[0]);          // validated: whole blocks
     for (size_t d = 1; d < p.ne.size(); ++d) bytes *= p.ne[d];  // validated: no overflow
     sizes.push_back(bytes);
   }
@@ -240,8 +240,10 @@ bool synth_expert_type_ok(GgmlType type) {
     case GgmlType::I16:
     case GgmlType::I32:
     case GgmlType::I64:
-    case GgmlType::F64: return false;
-    default: return ggml_type_traits(static_cast<uint32_t>(type)).has_value();
+    case GgmlType::F64:
+      return false;
+    default:
+      return ggml_type_traits(static_cast<uint32_t>(type)).has_value();
   }
 }
 
@@ -301,7 +303,8 @@ Status synth_validate(const SynthSpec& s) {
 std::string synth_split_path(const std::string& out, uint32_t index, uint32_t count) {
   std::string prefix = out;
   const std::string ext = ".gguf";
-  if (prefix.size() >= ext.size() && prefix.compare(prefix.size() - ext.size(), ext.size(), ext) == 0)
+  if (prefix.size() >= ext.size() &&
+      prefix.compare(prefix.size() - ext.size(), ext.size(), ext) == 0)
     prefix.resize(prefix.size() - ext.size());
   char buf[32];
   std::snprintf(buf, sizeof(buf), "-%05u-of-%05u.gguf", index + 1, count);

@@ -60,8 +60,8 @@ bool synth_expert_type_ok(GgmlType type);
 std::vector<GgmlType> synth_expert_types();
 
 // Checks a spec: counts in range, embd and ffn multiples of the type's block size, an
-// expert-capable type, top_k <= experts, split <= number of tensors, under 1 PiB. The error names the
-// field ("ffn 500 is not a multiple of the q4_K block size 256").
+// expert-capable type, top_k <= experts, split <= number of tensors, under 1 PiB. The error names
+// the field ("ffn 500 is not a multiple of the q4_K block size 256").
 Status synth_validate(const SynthSpec& spec);
 
 // Returns the path of part `index` (0-based) of `count`: "/x/model.gguf" ->
@@ -78,9 +78,9 @@ struct SynthTensor {
   GgmlType type;
   std::vector<uint64_t> ne;  // ne[0] innermost (GGUF order)
   uint64_t bytes = 0;
-  uint32_t file_index = 0;   // which part
-  uint64_t offset = 0;       // absolute offset in that part
-  int32_t layer = -1;        // -1 for tensors outside blk.N
+  uint32_t file_index = 0;       // which part
+  uint64_t offset = 0;           // absolute offset in that part
+  int32_t layer = -1;            // -1 for tensors outside blk.N
   std::optional<ProjKind> proj;  // set for expert tensors
   uint64_t expert_bytes = 0;     // bytes of one expert (expert tensors only)
 };
@@ -94,9 +94,9 @@ struct SynthFile {
 
 // The complete expected layout of a spec's files.
 struct SynthLayout {
-  SynthSpec spec;                    // with top_k resolved
-  std::vector<SynthFile> files;      // one per part, in order
-  std::vector<SynthTensor> tensors;  // in file order
+  SynthSpec spec;                       // with top_k resolved
+  std::vector<SynthFile> files;         // one per part, in order
+  std::vector<SynthTensor> tensors;     // in file order
   uint64_t expert_bytes_per_layer = 0;  // one expert, all projections
   uint64_t expert_tensor_bytes = 0;     // all expert tensors of all layers
   uint64_t total_bytes = 0;             // sum of file sizes

@@ -11,13 +11,25 @@ int suffix_shift(std::string_view s) {
   if (s.empty()) return 0;
   int shift;
   switch (std::tolower(static_cast<unsigned char>(s[0]))) {
-    case 'b': return s.size() == 1 ? 0 : -1;  // "B": plain bytes
-    case 'k': shift = 10; break;
-    case 'm': shift = 20; break;
-    case 'g': shift = 30; break;
-    case 't': shift = 40; break;
-    case 'p': shift = 50; break;
-    default: return -1;
+    case 'b':
+      return s.size() == 1 ? 0 : -1;  // "B": plain bytes
+    case 'k':
+      shift = 10;
+      break;
+    case 'm':
+      shift = 20;
+      break;
+    case 'g':
+      shift = 30;
+      break;
+    case 't':
+      shift = 40;
+      break;
+    case 'p':
+      shift = 50;
+      break;
+    default:
+      return -1;
   }
   std::string_view rest = s.substr(1);
   auto lower = [](std::string_view v) {

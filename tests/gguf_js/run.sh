@@ -78,5 +78,24 @@ case_ ds2_fused_split model-00001-of-00002.gguf -- --arch deepseek2 --fused --sp
 case_ bf16      model.gguf -- --layers 1 --experts 2 --embd 32 --ffn 32 --type bf16
 case_ tq1_0     model.gguf -- --layers 2 --experts 4 --embd 256 --ffn 256 --type tq1_0
 
+# Bad arguments: a clear message and exit code 2, and no file left behind.
+usage_case() {
+  local name=$1
+  shift
+  local out rc
+  out=$("$synth" --out "$work/bad.gguf" "$@" 2>&1)
+  rc=$?
+  if [ "$rc" -eq 2 ] && [ ! -e "$work/bad.gguf" ] && [ -n "$out" ]; then
+    echo "ok usage $name: exit 2: $(echo "$out" | head -1)"
+    passed=$((passed + 1))
+  else
+    echo "FAIL usage $name: exit $rc (want 2): $out"
+    failed=$((failed + 1)); failures+=("usage $name")
+  fi
+}
+usage_case ffn_not_block_multiple --layers 2 --experts 4 --embd 256 --ffn 500 --type q4_K
+usage_case zero_experts --layers 2 --experts 0 --embd 256 --ffn 512 --type q4_K
+usage_case unknown_type --layers 2 --experts 4 --embd 256 --ffn 512 --type q9_X
+
 echo "$passed passed, $failed failed${failures[*]:+ (${failures[*]})}"
 [ "$failed" -eq 0 ]

@@ -1,7 +1,5 @@
 // moepool-synth's library: the catalog of every synthetic model must agree with synth's
 // own layout math, and the file bytes at every expert's extent with synth_fill.
-#include "common/synth_model.h"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -17,6 +15,7 @@
 
 #include "common/catalog.h"
 #include "common/gguf.h"
+#include "common/synth_model.h"
 
 namespace moepool {
 namespace {
@@ -95,9 +94,9 @@ void check_catalog(const SynthLayout& lay, const std::string& open_path) {
     EXPECT_EQ(ml.layer, l);
     EXPECT_EQ(ml.n_experts, s.experts);
     EXPECT_EQ(ml.expert_bytes, lay.expert_bytes_per_layer);
-    std::vector<ProjKind> kinds = s.fused ? std::vector{ProjKind::kGateUp, ProjKind::kDown}
-                                          : std::vector{ProjKind::kGate, ProjKind::kUp,
-                                                        ProjKind::kDown};
+    std::vector<ProjKind> kinds =
+        s.fused ? std::vector{ProjKind::kGateUp, ProjKind::kDown}
+                : std::vector{ProjKind::kGate, ProjKind::kUp, ProjKind::kDown};
     ASSERT_EQ(ml.projections.size(), kinds.size());
     uint64_t sum = 0;
     for (size_t j = 0; j < kinds.size(); ++j) {
@@ -303,9 +302,9 @@ TEST_F(SynthTest, MetadataDescribesTheModel) {
   EXPECT_TRUE(f->get_f32("qwen2moe.attention.layer_norm_rms_epsilon").has_value());
   EXPECT_EQ(f->get_string("tokenizer.ggml.model"), "no_vocab");
   EXPECT_EQ(f->get_u64("moepool.synth.seed"), s.seed);
-  for (const char* name : {"token_embd.weight", "output.weight", "output_norm.weight",
-                           "blk.1.attn_q.weight", "blk.1.ffn_gate_inp.weight",
-                           "blk.1.ffn_down_shexp.weight"}) {
+  for (const char* name :
+       {"token_embd.weight", "output.weight", "output_norm.weight", "blk.1.attn_q.weight",
+        "blk.1.ffn_gate_inp.weight", "blk.1.ffn_down_shexp.weight"}) {
     const GgufTensorInfo* t = f->find_tensor(name);
     ASSERT_NE(t, nullptr) << name;
     EXPECT_TRUE(t->type == GgmlType::F32 || t->type == GgmlType::F16) << name;
@@ -424,9 +423,9 @@ TEST(SynthFill, VariesWithSeedNameAndPosition) {
 float half_to_float(uint16_t h) {
   const uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
   float v = exp == 0 ? std::ldexp(static_cast<float>(mant), -24)
-            : exp == 31 ? (mant ? NAN : INFINITY)
-                        : std::ldexp(1.0f + static_cast<float>(mant) / 1024.0f,
-                                     static_cast<int>(exp) - 15);
+            : exp == 31
+                ? (mant ? NAN : INFINITY)
+                : std::ldexp(1.0f + static_cast<float>(mant) / 1024.0f, static_cast<int>(exp) - 15);
   return sign ? -v : v;
 }
 
@@ -461,13 +460,13 @@ TEST(SynthFill, QuantScalesAreSmallPositiveAndFinite) {
   // Byte offsets of f16 scale fields in each block (ggml-common.h), checked independently
   // of synth_fill's own table.
   const std::map<GgmlType, std::vector<uint32_t>> f16_fields = {
-      {GgmlType::Q4_0, {0}},     {GgmlType::Q4_1, {0, 2}},   {GgmlType::Q5_0, {0}},
-      {GgmlType::Q5_1, {0, 2}},  {GgmlType::Q8_0, {0}},      {GgmlType::Q2_K, {80, 82}},
-      {GgmlType::Q3_K, {108}},   {GgmlType::Q4_K, {0, 2}},   {GgmlType::Q5_K, {0, 2}},
-      {GgmlType::Q6_K, {208}},   {GgmlType::IQ2_XXS, {0}},   {GgmlType::IQ2_XS, {0}},
-      {GgmlType::IQ3_XXS, {0}},  {GgmlType::IQ1_S, {0}},     {GgmlType::IQ4_NL, {0}},
-      {GgmlType::IQ3_S, {0}},    {GgmlType::IQ2_S, {0}},     {GgmlType::IQ4_XS, {0}},
-      {GgmlType::TQ1_0, {52}},   {GgmlType::TQ2_0, {64}},
+      {GgmlType::Q4_0, {0}},    {GgmlType::Q4_1, {0, 2}}, {GgmlType::Q5_0, {0}},
+      {GgmlType::Q5_1, {0, 2}}, {GgmlType::Q8_0, {0}},    {GgmlType::Q2_K, {80, 82}},
+      {GgmlType::Q3_K, {108}},  {GgmlType::Q4_K, {0, 2}}, {GgmlType::Q5_K, {0, 2}},
+      {GgmlType::Q6_K, {208}},  {GgmlType::IQ2_XXS, {0}}, {GgmlType::IQ2_XS, {0}},
+      {GgmlType::IQ3_XXS, {0}}, {GgmlType::IQ1_S, {0}},   {GgmlType::IQ4_NL, {0}},
+      {GgmlType::IQ3_S, {0}},   {GgmlType::IQ2_S, {0}},   {GgmlType::IQ4_XS, {0}},
+      {GgmlType::TQ1_0, {52}},  {GgmlType::TQ2_0, {64}},
   };
   for (const auto& [type, fields] : f16_fields) {
     SCOPED_TRACE(std::string(ggml_type_name(type)));
@@ -510,10 +509,10 @@ TEST(SynthSplitPath, NamesPartsLikeGgufSplit) {
 TEST(SynthTypes, ExpertTypesAreTheStorageTypes) {
   std::set<std::string> names;
   for (GgmlType t : synth_expert_types()) names.insert(std::string(ggml_type_name(t)));
-  for (const char* want : {"f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K",
-                           "q3_K", "q4_K", "q5_K", "q6_K", "q8_K", "iq2_xxs", "iq2_xs", "iq3_xxs",
-                           "iq1_s", "iq4_nl", "iq3_s", "iq2_s", "iq4_xs", "iq1_m", "tq1_0",
-                           "tq2_0", "mxfp4"})
+  for (const char* want :
+       {"f32",    "f16",   "bf16",  "q4_0",   "q4_1",  "q5_0",    "q5_1",   "q8_0",    "q2_K",
+        "q3_K",   "q4_K",  "q5_K",  "q6_K",   "q8_K",  "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",
+        "iq4_nl", "iq3_s", "iq2_s", "iq4_xs", "iq1_m", "tq1_0",   "tq2_0",  "mxfp4"})
     EXPECT_TRUE(names.count(want)) << want;
   for (const char* not_expert : {"q8_1", "i8", "i16", "i32", "i64", "f64"})
     EXPECT_FALSE(names.count(not_expert)) << not_expert;

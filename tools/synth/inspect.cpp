@@ -14,11 +14,21 @@ std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -109,8 +119,8 @@ void write_text(const Catalog& cat, const std::vector<GgufFile>& files, std::ost
         << format_bytes(l.expert_bytes) << " (" << l.expert_bytes << " bytes)\n";
     for (const ProjTensor& p : l.projections)
       out << "  " << proj_kind_name(p.kind) << "  " << p.tensor_name << "  "
-          << ggml_type_name(p.type) << " " << shape(p.ne, 3) << "  file " << p.file_index
-          << " @" << p.data_offset << ", " << p.expert_bytes << " bytes per expert\n";
+          << ggml_type_name(p.type) << " " << shape(p.ne, 3) << "  file " << p.file_index << " @"
+          << p.data_offset << ", " << p.expert_bytes << " bytes per expert\n";
   }
 }
 

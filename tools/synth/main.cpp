@@ -2,7 +2,6 @@
 // and inspects models through moepool's Catalog. Exit codes: 0 ok, 1 runtime failure
 // (I/O, unreadable model), 2 bad arguments.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -24,7 +23,8 @@ int usage_error(const std::string& message) {
 
 std::string expert_type_list() {
   std::string out;
-  for (GgmlType t : synth_expert_types()) out += (out.empty() ? "" : ", ") + std::string(ggml_type_name(t));
+  for (GgmlType t : synth_expert_types())
+    out += (out.empty() ? "" : ", ") + std::string(ggml_type_name(t));
   return out;
 }
 
@@ -33,14 +33,13 @@ void print_summary(const SynthLayout& lay, std::ostream& out) {
   out << "wrote " << lay.files.size() << (lay.files.size() == 1 ? " file" : " files") << ", "
       << format_bytes(lay.total_bytes) << " (" << lay.total_bytes << " bytes):\n";
   for (const SynthFile& f : lay.files)
-    out << "  " << f.path << "  " << format_bytes(f.size) << ", " << f.tensor_count
-        << " tensors\n";
+    out << "  " << f.path << "  " << format_bytes(f.size) << ", " << f.tensor_count << " tensors\n";
   out << synth_arch_name(s.arch) << ": " << s.layers << " layers x " << s.experts
       << " experts (top-k " << s.top_k << "), embd " << s.embd << ", ffn " << s.ffn
       << ", expert type " << ggml_type_name(s.type) << (s.fused ? ", fused gate_up" : "")
       << ", seed " << s.seed << "\n";
-  out << "expert: " << format_bytes(lay.expert_bytes_per_layer) << " (" << lay.expert_bytes_per_layer
-      << " bytes) per expert per layer:";
+  out << "expert: " << format_bytes(lay.expert_bytes_per_layer) << " ("
+      << lay.expert_bytes_per_layer << " bytes) per expert per layer:";
   for (const SynthTensor& t : lay.tensors) {
     if (t.layer != 0 || !t.proj) continue;
     out << " " << proj_kind_name(*t.proj) << " " << t.expert_bytes;
@@ -60,13 +59,13 @@ int run(int argc, char** argv) {
   auto* out_opt = app.add_option("--out", spec.out,
                                  "Output file; with --split N the parts are named "
                                  "<out minus .gguf>-0000k-of-0000N.gguf")
-                     ->type_name("FILE");
-  auto* layers_opt = app.add_option("--layers", spec.layers,
-                                    "Number of MoE layers (1-" + std::to_string(kSynthMaxLayers) +
-                                        "); required");
-  auto* experts_opt = app.add_option("--experts", spec.experts,
-                                     "Routed experts per layer (1-" +
-                                         std::to_string(kSynthMaxExperts) + "); required");
+                      ->type_name("FILE");
+  auto* layers_opt =
+      app.add_option("--layers", spec.layers,
+                     "Number of MoE layers (1-" + std::to_string(kSynthMaxLayers) + "); required");
+  auto* experts_opt = app.add_option(
+      "--experts", spec.experts,
+      "Routed experts per layer (1-" + std::to_string(kSynthMaxExperts) + "); required");
   auto* embd_opt = app.add_option("--embd", spec.embd,
                                   "Embedding width; a multiple of the expert type's block size "
                                   "(256 for K-quants and most iq types, 32 for q4_0..q8_0, "
@@ -74,15 +73,17 @@ int run(int argc, char** argv) {
   auto* ffn_opt = app.add_option("--ffn", spec.ffn,
                                  "Expert feed-forward width; a multiple of the block size like "
                                  "--embd; required");
-  auto* type_opt = app.add_option("--type", type_name,
-                                  "Expert weight type (ggml name, any case): " +
-                                      expert_type_list() + "; required")
-                      ->type_name("TYPE");
-  app.add_option("--seed", spec.seed,
-                 "Seed of the tensor contents (stored as moepool.synth.seed)")
+  auto* type_opt =
+      app.add_option(
+             "--type", type_name,
+             "Expert weight type (ggml name, any case): " + expert_type_list() + "; required")
+          ->type_name("TYPE");
+  app.add_option("--seed", spec.seed, "Seed of the tensor contents (stored as moepool.synth.seed)")
       ->capture_default_str();
   app.add_option("--split", spec.split,
-                 "Write the model as N complete GGUF files, llama.cpp gguf-split style")
+                 "Write the model as N complete GGUF files, llama.cpp gguf-split style: "
+                 "tensors in order, metadata in the first, split.no/count (u32) and "
+                 "split.tensors.count (i32) in each")
       ->capture_default_str();
   app.add_option("--arch", arch_name,
                  "Architecture of the metadata and non-expert tensors: qwen2moe or deepseek2")
@@ -97,7 +98,7 @@ int run(int argc, char** argv) {
                                      "Open FILE (any part of a split model) with moepool's "
                                      "catalog and print its files, tensors and experts; "
                                      "no other generation flags")
-                         ->type_name("FILE");
+                          ->type_name("FILE");
   app.add_flag("--json", json, "With --inspect: print one JSON object instead of text");
 
   try {
@@ -122,7 +123,9 @@ int run(int argc, char** argv) {
     if (o->count() == 0) return usage_error(o->get_name() + " is required");
 
   auto traits = ggml_type_by_name(type_name);
-  if (!traits) return usage_error("--type '" + type_name + "' is not a ggml type; use one of " + expert_type_list());
+  if (!traits)
+    return usage_error("--type '" + type_name + "' is not a ggml type; use one of " +
+                       expert_type_list());
   if (!synth_expert_type_ok(traits->type))
     return usage_error("--type " + std::string(traits->name) +
                        " cannot hold expert weights; use one of " + expert_type_list());
