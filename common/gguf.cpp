@@ -23,7 +23,7 @@ constexpr uint64_t kMaxNestedArrays = uint64_t{1} << 20;
 constexpr uint64_t kMaxHeaderBytes = uint64_t{256} << 20;
 constexpr uint64_t kFirstChunk = 64 << 10;
 // Smallest encodings, for rejecting counts the remaining bytes could not hold.
-constexpr uint64_t kMinKvBytes = 8 + 4 + 1;               // empty key, type, u8 value
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, u8 value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // empty name, n_dims=0, type, offset
 
 std::string quoted(std::string_view s) {
@@ -37,30 +37,55 @@ std::string quoted(std::string_view s) {
 
 const char* gguf_type_name(GgufType type) {
   switch (type) {
-    case GgufType::kU8: return "u8";
-    case GgufType::kI8: return "i8";
-    case GgufType::kU16: return "u16";
-    case GgufType::kI16: return "i16";
-    case GgufType::kU32: return "u32";
-    case GgufType::kI32: return "i32";
-    case GgufType::kF32: return "f32";
-    case GgufType::kBool: return "bool";
-    case GgufType::kString: return "string";
-    case GgufType::kArray: return "array";
-    case GgufType::kU64: return "u64";
-    case GgufType::kI64: return "i64";
-    case GgufType::kF64: return "f64";
+    case GgufType::kU8:
+      return "u8";
+    case GgufType::kI8:
+      return "i8";
+    case GgufType::kU16:
+      return "u16";
+    case GgufType::kI16:
+      return "i16";
+    case GgufType::kU32:
+      return "u32";
+    case GgufType::kI32:
+      return "i32";
+    case GgufType::kF32:
+      return "f32";
+    case GgufType::kBool:
+      return "bool";
+    case GgufType::kString:
+      return "string";
+    case GgufType::kArray:
+      return "array";
+    case GgufType::kU64:
+      return "u64";
+    case GgufType::kI64:
+      return "i64";
+    case GgufType::kF64:
+      return "f64";
   }
   return "?";
 }
 
 uint32_t gguf_type_size(GgufType type) {
   switch (type) {
-    case GgufType::kU8: case GgufType::kI8: case GgufType::kBool: return 1;
-    case GgufType::kU16: case GgufType::kI16: return 2;
-    case GgufType::kU32: case GgufType::kI32: case GgufType::kF32: return 4;
-    case GgufType::kU64: case GgufType::kI64: case GgufType::kF64: return 8;
-    default: return 0;
+    case GgufType::kU8:
+    case GgufType::kI8:
+    case GgufType::kBool:
+      return 1;
+    case GgufType::kU16:
+    case GgufType::kI16:
+      return 2;
+    case GgufType::kU32:
+    case GgufType::kI32:
+    case GgufType::kF32:
+      return 4;
+    case GgufType::kU64:
+    case GgufType::kI64:
+    case GgufType::kF64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -89,8 +114,9 @@ class GgufParser {
   Status need(uint64_t n, F&& field) {
     if (n <= avail_ - pos_) return Status::Ok();
     if (n > remaining())
-      return fail(field(), pos_, "truncated: needs " + std::to_string(n) + " bytes, only " +
-                                     std::to_string(remaining()) + " left in the file");
+      return fail(field(), pos_,
+                  "truncated: needs " + std::to_string(n) + " bytes, only " +
+                      std::to_string(remaining()) + " left in the file");
     return fetch(pos_ + n, field());
   }
   Status fetch(uint64_t end, const std::string& field);
@@ -128,11 +154,10 @@ class GgufParser {
 
 Status GgufParser::fetch(uint64_t end, const std::string& field) {
   if (fd_ < 0)
-    return fail(field, pos_, "header extends past the " + std::to_string(avail_) +
-                                 " bytes given");
+    return fail(field, pos_, "header extends past the " + std::to_string(avail_) + " bytes given");
   if (end > kMaxHeaderBytes)
-    return fail(field, pos_, "header larger than " + std::to_string(kMaxHeaderBytes >> 20) +
-                                 " MiB");
+    return fail(field, pos_,
+                "header larger than " + std::to_string(kMaxHeaderBytes >> 20) + " MiB");
   uint64_t want = std::max({end, avail_ * 2, kFirstChunk});
   want = std::min({want, file_size_, kMaxHeaderBytes});
   owned_.resize(want);
@@ -166,21 +191,70 @@ Status GgufParser::read_string(std::string* out, F&& field) {
   return Status::Ok();
 }
 
-Status GgufParser::read_value(GgufType type, const std::string& field, int depth,
-                              GgufValue* out) {
+Status GgufParser::read_value(GgufType type, const std::string& field, int depth, GgufValue* out) {
   auto f = [&] { return field; };
   uint64_t at = pos_;
   switch (type) {
-    case GgufType::kU8: { uint8_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kI8: { int8_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kU16: { uint16_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kI16: { int16_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kU32: { uint32_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kI32: { int32_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kF32: { float v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kU64: { uint64_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kI64: { int64_t v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
-    case GgufType::kF64: { double v{}; MOEPOOL_RETURN_IF_ERROR(read(&v, f)); *out = v; break; }
+    case GgufType::kU8: {
+      uint8_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kI8: {
+      int8_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kU16: {
+      uint16_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kI16: {
+      int16_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kU32: {
+      uint32_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kI32: {
+      int32_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kF32: {
+      float v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kU64: {
+      uint64_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kI64: {
+      int64_t v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
+    case GgufType::kF64: {
+      double v{};
+      MOEPOOL_RETURN_IF_ERROR(read(&v, f));
+      *out = v;
+      break;
+    }
     case GgufType::kBool: {
       uint8_t v{};
       MOEPOOL_RETURN_IF_ERROR(read(&v, f));
@@ -201,8 +275,8 @@ Status GgufParser::read_value(GgufType type, const std::string& field, int depth
       break;
     }
     default:
-      return fail(field + " type", at, "unknown value type " +
-                                           std::to_string(static_cast<uint32_t>(type)));
+      return fail(field + " type", at,
+                  "unknown value type " + std::to_string(static_cast<uint32_t>(type)));
   }
   return Status::Ok();
 }
@@ -225,8 +299,9 @@ Status GgufParser::read_array(const std::string& field, int depth, GgufArray* ou
                                                  : gguf_type_size(type);
   if (count > remaining() / elem_min)
     return fail(field + " array count", at,
-                std::to_string(count) + " " + gguf_type_name(type) + " elements cannot fit in the " +
-                    std::to_string(remaining()) + " bytes left in the file");
+                std::to_string(count) + " " + gguf_type_name(type) +
+                    " elements cannot fit in the " + std::to_string(remaining()) +
+                    " bytes left in the file");
   out->elem_type_ = type;
   out->count_ = count;
   if (type == GgufType::kString) {
@@ -284,9 +359,9 @@ Status GgufParser::read_kvs(GgufFile* f, uint64_t kv_count) {
     MOEPOOL_RETURN_IF_ERROR(read_value(static_cast<GgufType>(tag), field, 0, &kv.value));
     auto [it, inserted] = f->kv_index_.emplace(kv.key, f->kvs_.size());
     if (!inserted)
-      return fail(prefix + " key", kv.offset,
-                  "duplicate key " + quoted(kv.key) + " (first at kv[" +
-                      std::to_string(it->second) + "])");
+      return fail(
+          prefix + " key", kv.offset,
+          "duplicate key " + quoted(kv.key) + " (first at kv[" + std::to_string(it->second) + "])");
     f->kvs_.push_back(std::move(kv));
   }
   // general.alignment: a nonzero power of two, stored as u32 (as ggml requires).
@@ -315,9 +390,9 @@ Status GgufParser::read_tensor_info(GgufFile* f, uint64_t i) {
   uint64_t at = pos_;
   MOEPOOL_RETURN_IF_ERROR(read(&t.n_dims, [&] { return prefix + ".n_dims"; }));
   if (t.n_dims > kMaxDims)
-    return fail(prefix + ".n_dims", at,
-                "n_dims " + std::to_string(t.n_dims) + " exceeds " + std::to_string(kMaxDims) +
-                    which);
+    return fail(
+        prefix + ".n_dims", at,
+        "n_dims " + std::to_string(t.n_dims) + " exceeds " + std::to_string(kMaxDims) + which);
   uint64_t ne_at[kMaxDims] = {pos_, pos_, pos_, pos_};
   uint64_t elements = 1;
   for (uint32_t d = 0; d < t.n_dims; ++d) {
@@ -378,15 +453,15 @@ Status GgufParser::check_tensors(GgufFile* f) {
     if (__builtin_add_overflow(f->data_offset_, t.offset, &t.data_offset) ||
         __builtin_add_overflow(t.data_offset, t.bytes, &end) || end > file_size_)
       return fail("tensor_info[" + std::to_string(i) + "].offset", offset_at(i),
-                  "tensor " + quoted(t.name) + " data (offset " + std::to_string(t.offset) +
-                      ", " + std::to_string(t.bytes) + " bytes) extends past the end of the file (" +
+                  "tensor " + quoted(t.name) + " data (offset " + std::to_string(t.offset) + ", " +
+                      std::to_string(t.bytes) + " bytes) extends past the end of the file (" +
                       std::to_string(file_size_) + " bytes, data section at " +
                       std::to_string(f->data_offset_) + ")");
   }
   std::vector<size_t> order(ts.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return ts[a].offset < ts[b].offset; });
+                   [&](size_t a, size_t b) { return ts[a].offset < ts[b].offset; });
   size_t prev = SIZE_MAX;  // the tensor with data ending last so far
   for (size_t i : order) {
     if (ts[i].bytes == 0) continue;
@@ -397,8 +472,7 @@ Status GgufParser::check_tensors(GgufFile* f) {
                       " (tensor_info[" + std::to_string(prev) + "], offset " +
                       std::to_string(ts[prev].offset) + ", " + std::to_string(ts[prev].bytes) +
                       " bytes)");
-    if (prev == SIZE_MAX || ts[i].offset + ts[i].bytes > ts[prev].offset + ts[prev].bytes)
-      prev = i;
+    if (prev == SIZE_MAX || ts[i].offset + ts[i].bytes > ts[prev].offset + ts[prev].bytes) prev = i;
   }
   return Status::Ok();
 }
@@ -441,8 +515,8 @@ Result<GgufFile> GgufParser::run() {
   f.data_offset_ = (end_of_infos + f.alignment_ - 1) / f.alignment_ * f.alignment_;
   if (f.data_offset_ > file_size_)
     return fail("data section", end_of_infos,
-                "aligned start " + std::to_string(f.data_offset_) + " is past the end of the file (" +
-                    std::to_string(file_size_) + " bytes)");
+                "aligned start " + std::to_string(f.data_offset_) +
+                    " is past the end of the file (" + std::to_string(file_size_) + " bytes)");
   MOEPOOL_RETURN_IF_ERROR(check_tensors(&f));
   MOEPOOL_RETURN_IF_ERROR(need(f.data_offset_ - pos_, [] { return std::string("padding"); }));
   f.header_.assign(data_, data_ + f.data_offset_);

@@ -23,8 +23,19 @@ namespace moepool {
 
 // GGUF value type tags, as stored in the file (gguf_type in ggml's gguf.h).
 enum class GgufType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 // Returns "u8", "string", "array", ... or "?" for an unknown tag.
 const char* gguf_type_name(GgufType type);
@@ -63,8 +74,8 @@ class GgufArray {
 };
 
 // One metadata value; the variant index equals the GgufType tag.
-using GgufValue = std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float,
-                               bool, std::string, GgufArray, uint64_t, int64_t, double>;
+using GgufValue = std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float, bool,
+                               std::string, GgufArray, uint64_t, int64_t, double>;
 inline GgufType gguf_value_type(const GgufValue& v) { return static_cast<GgufType>(v.index()); }
 
 struct GgufKv {
@@ -90,7 +101,8 @@ class GgufFile {
   static Result<GgufFile> open(const std::string& path);
   // Parses a header held in memory. `name` prefixes error messages. `file_size` is the
   // size of the whole file when `bytes` holds only its beginning (default: bytes.size()).
-  static Result<GgufFile> parse(std::span<const uint8_t> bytes, const std::string& name = "<memory>",
+  static Result<GgufFile> parse(std::span<const uint8_t> bytes,
+                                const std::string& name = "<memory>",
                                 std::optional<uint64_t> file_size = std::nullopt);
 
   const std::string& name() const { return name_; }  // the path or the given name
@@ -118,7 +130,9 @@ class GgufFile {
   std::optional<float> get_f32(std::string_view key) const { return get<float>(key); }
   std::optional<double> get_f64(std::string_view key) const { return get<double>(key); }
   std::optional<bool> get_bool(std::string_view key) const { return get<bool>(key); }
-  std::optional<std::string> get_string(std::string_view key) const { return get<std::string>(key); }
+  std::optional<std::string> get_string(std::string_view key) const {
+    return get<std::string>(key);
+  }
   // Returns the array at `key`, or nullptr if absent or not an array.
   const GgufArray* get_array(std::string_view key) const;
   // Returns an integer of any width and signedness as uint64 if it is >= 0, else nullopt.

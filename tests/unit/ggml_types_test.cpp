@@ -32,7 +32,9 @@ TEST(GgmlTypes, NamesRoundTrip) {
     EXPECT_EQ(by_id->name, t.name);
     EXPECT_GT(t.block_size, 0u);
     EXPECT_GT(t.type_size, 0u);
-    if (i > 0) EXPECT_LT(static_cast<uint32_t>(all[i - 1].type), static_cast<uint32_t>(t.type));
+    if (i > 0) {
+      EXPECT_LT(static_cast<uint32_t>(all[i - 1].type), static_cast<uint32_t>(t.type));
+    }
   }
   EXPECT_FALSE(ggml_type_by_name("q4_k_m"));
   EXPECT_FALSE(ggml_type_by_name(""));
@@ -44,10 +46,10 @@ TEST(GgmlTypes, KnownBlockLayouts) {
     uint32_t type_size, block_size;
   };
   const Want wants[] = {
-      {"f32", 4, 1},       {"f16", 2, 1},       {"bf16", 2, 1},     {"q4_0", 18, 32},
-      {"q8_0", 34, 32},    {"q4_K", 144, 256},  {"q6_K", 210, 256}, {"mxfp4", 17, 32},
-      {"tq1_0", 54, 256},  {"tq2_0", 66, 256},  {"iq1_m", 56, 256}, {"iq4_xs", 136, 256},
-      {"iq4_nl", 18, 32},  {"iq2_xxs", 66, 256}, {"iq1_s", 50, 256}, {"q2_K", 84, 256},
+      {"f32", 4, 1},      {"f16", 2, 1},        {"bf16", 2, 1},     {"q4_0", 18, 32},
+      {"q8_0", 34, 32},   {"q4_K", 144, 256},   {"q6_K", 210, 256}, {"mxfp4", 17, 32},
+      {"tq1_0", 54, 256}, {"tq2_0", 66, 256},   {"iq1_m", 56, 256}, {"iq4_xs", 136, 256},
+      {"iq4_nl", 18, 32}, {"iq2_xxs", 66, 256}, {"iq1_s", 50, 256}, {"q2_K", 84, 256},
   };
   for (const Want& w : wants) {
     auto t = ggml_type_by_name(w.name);
@@ -70,7 +72,7 @@ TEST(GgmlTypes, RowBytes) {
   EXPECT_EQ(ggml_row_bytes(GgmlType::Q4_K, 4096), 4096u / 256 * 144);
   EXPECT_EQ(ggml_row_bytes(GgmlType::Q8_0, 64), 68u);
   EXPECT_EQ(ggml_row_bytes(GgmlType::F32, 0), 0u);
-  EXPECT_FALSE(ggml_row_bytes(GgmlType::Q4_K, 100));  // not a whole block
+  EXPECT_FALSE(ggml_row_bytes(GgmlType::Q4_K, 100));               // not a whole block
   EXPECT_FALSE(ggml_row_bytes(GgmlType::F64, uint64_t{1} << 62));  // 2^65 bytes
 }
 

@@ -3,10 +3,9 @@
 #include "common/gguf.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
@@ -74,14 +73,13 @@ Result<GgufFile> parse(const std::vector<uint8_t>& b, std::optional<uint64_t> si
 }
 
 // Expects `r` to be an invalid-argument error whose message names `field`.
-#define EXPECT_GGUF_ERROR(r, field)                                                   \
-  do {                                                                                \
-    auto&& _r = (r);                                                                  \
-    ASSERT_FALSE(_r.ok()) << "expected an error naming " << (field);                  \
-    EXPECT_EQ(_r.status().code(), Code::kInvalidArgument) << _r.status().to_string(); \
-    EXPECT_NE(_r.status().message().find(field), std::string::npos)                   \
-        << _r.status().message();                                                     \
-    EXPECT_EQ(_r.status().message().rfind("test.gguf: ", 0), 0u) << _r.status().message(); \
+#define EXPECT_GGUF_ERROR(r, field)                                                           \
+  do {                                                                                        \
+    auto&& _r = (r);                                                                          \
+    ASSERT_FALSE(_r.ok()) << "expected an error naming " << (field);                          \
+    EXPECT_EQ(_r.status().code(), Code::kInvalidArgument) << _r.status().to_string();         \
+    EXPECT_NE(_r.status().message().find(field), std::string::npos) << _r.status().message(); \
+    EXPECT_EQ(_r.status().message().rfind("test.gguf: ", 0), 0u) << _r.status().message();    \
   } while (0)
 
 uint8_t pattern(uint64_t tensor, uint64_t off) {
@@ -168,7 +166,8 @@ TEST(Gguf, EveryTypeRoundTrips) {
       std::vector<uint8_t> got(t.bytes);
       ASSERT_EQ(::pread(fd, got.data(), got.size(), static_cast<off_t>(t.data_offset)),
                 static_cast<ssize_t>(got.size()));
-      for (size_t k = 0; k < got.size(); ++k) ASSERT_EQ(got[k], pattern(i, k)) << t.name << " " << k;
+      for (size_t k = 0; k < got.size(); ++k)
+        ASSERT_EQ(got[k], pattern(i, k)) << t.name << " " << k;
     }
     ::close(fd);
   }
@@ -323,8 +322,8 @@ TEST(Gguf, RejectsTruncation) {
     auto r = parse(cut);
     ASSERT_FALSE(r.ok()) << len;
     const std::string& m = r.status().message();
-    EXPECT_TRUE(m.find("truncated") != std::string::npos || m.find("exceeds") != std::string::npos ||
-                m.find("cannot fit") != std::string::npos)
+    EXPECT_TRUE(m.find("truncated") != std::string::npos ||
+                m.find("exceeds") != std::string::npos || m.find("cannot fit") != std::string::npos)
         << m;
   }
   // The header is whole but the file ends inside the last tensor's data.
@@ -570,9 +569,15 @@ TEST(Gguf, NeverCrashesOnTruncationOrFlippedBytes) {
     for (int k = 0; k < flips; ++k) {
       size_t at = rng() % header;
       switch (rng() % 3) {
-        case 0: bad[at] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
-        case 1: bad[at] = static_cast<uint8_t>(rng()); break;
-        default: bad[at] = 0xff; break;
+        case 0:
+          bad[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+          break;
+        case 1:
+          bad[at] = static_cast<uint8_t>(rng());
+          break;
+        default:
+          bad[at] = 0xff;
+          break;
       }
     }
     auto r = parse(bad);
