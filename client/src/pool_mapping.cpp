@@ -1,0 +1,134 @@
+#include "pool_mapping.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+namespace moepool {
+namespace {
+
+std::string num(uint64_t v) { return std::to_string(v); }
+
+Status check_geometry(const PoolGeometry& g, size_t n_fds) {
+  if (g.layout_version != kLayoutVersion) {
+    return FailedPrecondition("moepoold speaks pool layout version " + num(g.layout_version) +
+                              ", this libmoepool speaks " + num(kLayoutVersion) +
+                              ": upgrade the older side");
+  }
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (g.segment_count == 0 || g.segment_bytes == 0 || g.segment_bytes % page != 0) {
+    return Internal("moepoold sent a bad pool layout: " + num(g.segment_count) + " segments of " +
+                    num(g.segment_bytes) + " bytes");
+  }
+  uint64_t total = 0;
+  if (__builtin_mul_overflow(g.segment_bytes, uint64_t{g.segment_count}, &total) ||
+      total != g.pool_bytes) {
+    return Internal("moepoold sent a bad pool layout: " + num(g.segment_count) + " x " +
+                    num(g.segment_bytes) + " bytes != pool_bytes " + num(g.pool_bytes));
+  }
+  if (g.control_bytes < sizeof(ControlHeader)) {
+    return Internal("moepoold sent a bad pool layout: control segment of " + num(g.control_bytes) +
+                    " bytes is smaller than its header (" + num(sizeof(ControlHeader)) + ")");
+  }
+  if (n_fds != uint64_t{g.segment_count} + 1) {
+    return Internal("moepoold sent " + num(n_fds) + " fds for a pool of " + num(g.segment_count) +
+                    " segments (expected " + num(uint64_t{g.segment_count} + 1) + ")");
+  }
+  return Status::Ok();
+}
+
+// A memfd that is shorter than the mapping would SIGBUS on first touch: refuse it now.
+Status check_fd_size(int fd, uint64_t want, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::FromErrno("fstat " + what, errno);
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < want) {
+    return Internal(what + " is " + num(static_cast<uint64_t>(st.st_size)) +
+                    " bytes, the layout says " + num(want));
+  }
+  return Status::Ok();
+}
+
+Status check_control(const ControlHeader* h, const PoolGeometry& g) {
+  auto mismatch = [](const std::string& field, uint64_t got, uint64_t want) {
+    return FailedPrecondition("control segment does not match the pool layout: " + field + " is " +
+                              num(got) + ", expected " + num(want));
+  };
+  if (h->magic != kControlMagic) return mismatch("magic", h->magic, kControlMagic);
+  if (h->version != kLayoutVersion) return mismatch("version", h->version, kLayoutVersion);
+  if (h->header_bytes != sizeof(ControlHeader))
+    return mismatch("header_bytes", h->header_bytes, sizeof(ControlHeader));
+  if (h->pool_bytes != g.pool_bytes) return mismatch("pool_bytes", h->pool_bytes, g.pool_bytes);
+  if (h->segment_bytes != g.segment_bytes)
+    return mismatch("segment_bytes", h->segment_bytes, g.segment_bytes);
+  if (h->segment_count != g.segment_count)
+    return mismatch("segment_count", h->segment_count, g.segment_count);
+  if (h->max_classes != kMaxClasses) return mismatch("max_classes", h->max_classes, kMaxClasses);
+  uint64_t table_bytes = 0, table_end = 0;
+  if (h->slots_offset < sizeof(ControlHeader) || h->slots_offset % alignof(SlotEntry) != 0 ||
+      __builtin_mul_overflow(h->slot_capacity, uint64_t{sizeof(SlotEntry)}, &table_bytes) ||
+      __builtin_add_overflow(h->slots_offset, table_bytes, &table_end) ||
+      table_end > g.control_bytes) {
+    return FailedPrecondition("control segment does not match the pool layout: slot table of " +
+                              num(h->slot_capacity) + " entries at byte " + num(h->slots_offset) +
+                              " does not fit in " + num(g.control_bytes) + " bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PoolMapping>> PoolMapping::map(const PoolGeometry& g,
+                                                      const std::vector<int>& fds) {
+  MOEPOOL_RETURN_IF_ERROR(check_geometry(g, fds.size()));
+  std::unique_ptr<PoolMapping> m(new PoolMapping(g));
+
+  MOEPOOL_RETURN_IF_ERROR(check_fd_size(fds[0], g.control_bytes, "control segment"));
+  void* control = ::mmap(nullptr, g.control_bytes, PROT_READ, MAP_SHARED, fds[0], 0);
+  if (control == MAP_FAILED) return Status::FromErrno("mmap control segment", errno);
+  m->control_ = static_cast<const ControlHeader*>(control);
+  MOEPOOL_RETURN_IF_ERROR(check_control(m->control_, g));
+
+  // One range for all segments, so pool offset x is base + x across segment boundaries.
+  void* range =
+      ::mmap(nullptr, g.pool_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (range == MAP_FAILED) {
+    return Status::FromErrno("reserve " + num(g.pool_bytes) + " bytes of address space", errno);
+  }
+  m->base_ = static_cast<uint8_t*>(range);
+  for (uint32_t i = 0; i < g.segment_count; ++i) {
+    std::string what = "pool segment " + num(i);
+    MOEPOOL_RETURN_IF_ERROR(check_fd_size(fds[i + 1], g.segment_bytes, what));
+    void* at = m->base_ + uint64_t{i} * g.segment_bytes;
+    void* p = ::mmap(at, g.segment_bytes, PROT_READ, MAP_SHARED | MAP_FIXED, fds[i + 1], 0);
+    if (p == MAP_FAILED) return Status::FromErrno("mmap " + what, errno);
+  }
+  return m;
+}
+
+PoolMapping::~PoolMapping() {
+  if (base_ != nullptr) ::munmap(base_, geometry_.pool_bytes);
+  if (control_ != nullptr) {
+    ::munmap(const_cast<ControlHeader*>(control_), geometry_.control_bytes);
+  }
+}
+
+Status PoolMapping::check_slot(uint64_t slot_id, uint64_t generation) const {
+  if (slot_id >= control_->slot_capacity) {
+    return Internal("daemon sent slot " + num(slot_id) + ", the slot table has " +
+                    num(control_->slot_capacity) + " entries");
+  }
+  const SlotEntry& e = slot_entries(control_)[slot_id];
+  // Pairs with the daemon's release store of `state` after it wrote generation.
+  uint32_t state = e.state.load(std::memory_order_acquire);
+  uint64_t gen = e.generation.load(std::memory_order_relaxed);
+  if (state != kSlotReady || gen != generation) {
+    return Internal("slot " + num(slot_id) + " is not ready with generation " + num(generation) +
+                    " (state " + num(state) + ", generation " + num(gen) + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace moepool
