@@ -70,7 +70,7 @@ std::string json_string(const std::string& s) {
 
 void print_worker_json(FILE* out, const WorkerResult& w, LatencySummary lat) {
   fprintf(out,
-          "{\"steps\":%" PRIu64 ",\"accesses\":%" PRIu64 ",\"hits\":%" PRIu64
+          "\"steps\":%" PRIu64 ",\"accesses\":%" PRIu64 ",\"hits\":%" PRIu64
           ",\"hit_rate\":%.4f,\"acquire_calls\":%" PRIu64 ",\"prefetch_calls\":%" PRIu64
           ",\"prefetch_reads\":%" PRIu64 ",\"bytes_verified\":%" PRIu64 ",\"mismatches\":%" PRIu64
           ",\"seconds\":%.3f,\"acquire_p50_us\":%.1f"
