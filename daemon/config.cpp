@@ -235,21 +235,16 @@ const std::vector<SectionSpec>& schema() {
             [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
               const auto* arr = n.as_array();
               if (arr == nullptr) return wrong_type(o, n, "models.roots", "an array of paths");
-              std::vector<std::string> roots;
+              // Resolved (realpath) by validate_config, after flags had their say: a
+              // --model-root replaces this list, so a missing root here is not yet fatal.
+              std::vector<std::string> roots, origins;
               for (const auto& el : *arr) {
                 auto p = get_path(o, el, "models.roots[]");
                 if (!p.ok()) return p.status();
-                char buf[PATH_MAX];
-                if (::realpath(p->c_str(), buf) == nullptr) {
-                  int err = errno;
-                  return o.error(el.source(), Status::FromErrno("models.roots: " + *p, err).message());
-                }
-                struct stat st{};
-                if (::stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                  return o.error(el.source(), "models.roots: " + *p + " is not a directory");
-                }
-                if (std::find(roots.begin(), roots.end(), buf) == roots.end()) roots.push_back(buf);
+                roots.push_back(*p);
+                origins.push_back(o.at(el.source()));
               }
+              c->model_root_origins = std::move(origins);
               c->model_roots = std::move(roots);
               return Status::Ok();
             }},
@@ -477,21 +472,28 @@ Status validate_config(DaemonConfig* cfg) {
                            " must be within 0600..0777 and give the owner read and write");
   }
 
-  // Model roots: resolved, existing directories, no duplicates.
+  // Model roots: resolved, existing directories, no duplicates. Errors about a root from
+  // the file name its line.
   std::vector<std::string> roots;
-  for (const auto& r : cfg->model_roots) {
-    if (r.empty()) return InvalidArgument("models.roots: empty path");
+  for (size_t i = 0; i < cfg->model_roots.size(); ++i) {
+    const std::string& r = cfg->model_roots[i];
+    std::string where = i < cfg->model_root_origins.size() && !cfg->model_root_origins[i].empty()
+                            ? cfg->model_root_origins[i] + ": "
+                            : "";
+    if (r.empty()) return InvalidArgument(where + "models.roots: empty path");
     char buf[PATH_MAX];
     if (::realpath(r.c_str(), buf) == nullptr) {
-      return Status::FromErrno("models.roots: " + r, errno);
+      Status s = Status::FromErrno("models.roots: " + r, errno);
+      return where.empty() ? s : Status(s.code(), where + s.message());
     }
     struct stat st{};
     if (::stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return InvalidArgument("models.roots: " + r + " is not a directory");
+      return InvalidArgument(where + "models.roots: " + r + " is not a directory");
     }
     if (std::find(roots.begin(), roots.end(), buf) == roots.end()) roots.push_back(buf);
   }
   cfg->model_roots = std::move(roots);
+  cfg->model_root_origins.clear();
 
   // Enumerations (flags bypass the file's checks).
   auto one_of = [](const std::string& v, std::initializer_list<std::string_view> allowed) {

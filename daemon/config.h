@@ -25,7 +25,8 @@ struct DaemonConfig {
   uint64_t pool_bytes = kDefaultPoolBytes;  // pool.size, default 256M
   uint64_t segment_bytes = 0;     // pool.segment_size, 0 = auto (min(pool, 64M)), multiple of 4096
   std::string lock_memory = "auto";  // pool.lock: "auto" (try mlock, log if refused), "on" (fail if refused), "off"
-  std::vector<std::string> model_roots;  // models.roots; realpath()ed at load; may be empty = nothing can be opened
+  std::vector<std::string> model_roots;  // models.roots; realpath()ed by validate_config; may be empty = nothing can be opened
+  std::vector<std::string> model_root_origins;  // "<file>:<line>:<col>" of each file root, for errors; cleared by validate_config and by --model-root
   std::string state_dir;          // daemon.state_dir: popularity files etc.
   std::string log_level = "info";  // trace|debug|info|warn|error
   std::string io_mode = "auto";   // io.mode: auto|io_uring|pread

@@ -67,7 +67,10 @@ Status apply_overrides(const CliOverrides& o, DaemonConfig* cfg) {
     if (!v.ok()) return InvalidArgument("--segment-size: " + v.status().message());
     cfg->segment_bytes = *v;
   }
-  if (!o.model_roots.empty()) cfg->model_roots = o.model_roots;
+  if (!o.model_roots.empty()) {
+    cfg->model_roots = o.model_roots;
+    cfg->model_root_origins.clear();
+  }
   if (o.state_dir) {
     if (o.state_dir->empty()) return InvalidArgument("--state-dir: must not be empty");
     cfg->state_dir = *o.state_dir;

@@ -60,6 +60,21 @@ class EnvGuard {
   std::optional<std::string> old_;
 };
 
+// Parses `args` as moepoold's flags and returns the effective config.
+Result<DaemonConfig> parse_flags(std::vector<std::string> args) {
+  CLI::App app("moepoold");
+  CliOverrides o;
+  add_config_flags(app, &o);
+  std::vector<const char*> argv{"moepoold"};
+  for (auto& a : args) argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    return InvalidArgument(std::string("parse: ") + e.what());
+  }
+  return load_effective_config(o);
+}
+
 TEST_F(ConfigTest, GoodFileSetsEveryKey) {
   std::string path = write("c.toml", R"(
 [daemon]
@@ -95,8 +110,7 @@ groups = ["root"]
   EXPECT_EQ(c.pool_bytes, 512ull << 20);
   EXPECT_EQ(c.segment_bytes, 64ull << 20);
   EXPECT_EQ(c.lock_memory, "on");
-  // The relative root is the same directory (relative to the file): deduplicated.
-  ASSERT_EQ(c.model_roots.size(), 1u);
+  ASSERT_EQ(c.model_roots.size(), 2u);
   EXPECT_EQ(c.model_roots[0], (dir_ / "models").string());
   EXPECT_EQ(c.io_mode, "pread");
   EXPECT_FALSE(c.io_direct);
@@ -106,7 +120,10 @@ groups = ["root"]
   EXPECT_EQ(c.config_path, path);
 
   DaemonConfig v = c;
-  EXPECT_TRUE(validate_config(&v).ok());
+  Status st = validate_config(&v);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  // The relative root is the same directory (relative to the file): deduplicated.
+  EXPECT_EQ(v.model_roots, (std::vector<std::string>{(dir_ / "models").string()}));
 }
 
 TEST_F(ConfigTest, KeysAbsentFromTheFileKeepTheBase) {
@@ -205,9 +222,25 @@ TEST_F(ConfigTest, SocketModeAcceptsTomlOctalInteger) {
 }
 
 TEST_F(ConfigTest, MissingModelRootNamesLineAndPath) {
-  std::string e = load_error("[models]\nroots = [\n  \"/nonexistent/moepool-models\",\n]\n");
-  EXPECT_EQ(e.rfind(file() + ":3:", 0), 0u) << e;
-  EXPECT_NE(e.find("/nonexistent/moepool-models"), std::string::npos) << e;
+  std::string path = write("c.toml", "[models]\nroots = [\n  \"/nonexistent/moepool-models\",\n]\n");
+  auto r = load_config_file(path, default_config());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();  // checked after the flags, see below
+  DaemonConfig c = *r;
+  Status s = validate_config(&c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message().rfind(file() + ":3:3: models.roots: /nonexistent/moepool-models", 0), 0u)
+      << s.message();
+}
+
+TEST_F(ConfigTest, ModelRootFlagReplacesAMissingRootOfTheFile) {
+  std::string path = write("c.toml", "[models]\nroots = [\"/nonexistent/moepool-models\"]\n");
+  auto r = parse_flags({"--config", path, "--model-root", (dir_ / "models").string()});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->model_roots, (std::vector<std::string>{(dir_ / "models").string()}));
+
+  r = parse_flags({"--config", path});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(":2:"), std::string::npos) << r.status().message();
 }
 
 TEST_F(ConfigTest, MissingFileIsNotFound) {
@@ -285,21 +318,6 @@ TEST_F(ConfigTest, ValidateRejectsUnknownAdminGroup) {
   Status s = validate_config(&c);
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("no-such-group-moepool-test"), std::string::npos) << s.message();
-}
-
-// Parses `args` with the daemon's flags over the file `config`.
-Result<DaemonConfig> parse_flags(std::vector<std::string> args) {
-  CLI::App app("moepoold");
-  CliOverrides o;
-  add_config_flags(app, &o);
-  std::vector<const char*> argv{"moepoold"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (const CLI::ParseError& e) {
-    return InvalidArgument(std::string("parse: ") + e.what());
-  }
-  return load_effective_config(o);
 }
 
 TEST_F(ConfigTest, FlagsWinOverFileWhichWinsOverDefaults) {
