@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,7 @@
 
 #include "moepool/moepool.h"
 
-static int g_passed, g_failed;
+static atomic_int g_passed, g_failed; /* CHECK runs on several threads */
 
 #define CHECK(cond, ...)                                                  \
   do {                                                                    \
@@ -361,6 +363,52 @@ static void test_paths(moepool_client_t* c) {
   CHECK_ERROR(err, "8");
 }
 
+/* Several threads share one client: each acquires, verifies and releases in a loop. */
+struct thread_arg {
+  moepool_client_t* client;
+  uint64_t model_id;
+  uint32_t layers[2];
+  int index;
+};
+
+static void* thread_main(void* p) {
+  struct thread_arg* a = p;
+  for (int it = 0; it < 20; it++) {
+    uint32_t layer = a->layers[(a->index + it) % 2];
+    uint32_t e[3] = {(uint32_t)(a->index + it) % 8, (uint32_t)(a->index + it + 3) % 8,
+                     (uint32_t)(a->index + it + 6) % 8};
+    char* err = NULL;
+    moepool_leases_t* l = moepool_acquire(a->client, a->model_id, layer, e, 3, &err);
+    CHECK_OK(err, "threaded acquire");
+    if (l == NULL) continue;
+    CHECK(verify_leases(a->client, l, layer) == 0, "thread %d: pool bytes differ", a->index);
+    moepool_leases_release(a->client, l, &err);
+    CHECK_OK(err, "threaded release");
+    moepool_leases_destroy(l);
+  }
+  return NULL;
+}
+
+static void test_threads(moepool_client_t* c) {
+  char* err = NULL;
+  moepool_model_t* m = moepool_model_open(c, g_model, &err);
+  CHECK_OK(err, "open for threads");
+  if (m == NULL) return;
+  enum { kThreads = 4 };
+  pthread_t threads[kThreads];
+  struct thread_arg args[kThreads];
+  int started = 0;
+  for (int i = 0; i < kThreads; i++) {
+    args[i] = (struct thread_arg){c, moepool_model_id(m),
+                                  {moepool_model_layer_index(m, 0), moepool_model_layer_index(m, 1)},
+                                  i};
+    if (pthread_create(&threads[i], NULL, thread_main, &args[i]) == 0) started++;
+  }
+  CHECK(started == kThreads, "started %d of %d threads", started, kThreads);
+  for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+  moepool_model_destroy(m);
+}
+
 /* A second worker shares the first one's experts; its pins die with it. */
 static void test_second_worker(moepool_client_t* c) {
   char* err = NULL;
@@ -443,6 +491,7 @@ int main(int argc, char** argv) {
           (unsigned long long)moepool_client_pool_bytes(c));
     test_model_and_leases(c);
     test_paths(c);
+    test_threads(c);
     test_second_worker(c);
     moepool_client_destroy(c);
   }
