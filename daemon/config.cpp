@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,8 +19,6 @@
 #include <sstream>
 #include <string_view>
 
-#include <toml++/toml.h>
-
 #include "common/units.h"
 
 namespace moepool {
@@ -27,7 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kMaxConfigFileBytes = 1 << 20;  // a config file is a few KiB
+constexpr size_t kMaxConfigFileBytes = 1 << 20;         // a config file is a few KiB
 constexpr uint64_t kMinAutoSegmentBytes = 16ull << 20;  // auto never picks a smaller segment
 
 // Where a value came from, for error messages: "<file>:<line>:<col>".
@@ -45,16 +44,26 @@ struct Origin {
 
 const char* type_name(toml::node_type t) {
   switch (t) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
   }
 }
 
@@ -162,8 +171,8 @@ const std::vector<SectionSpec>& schema() {
                 bool octal = !t.empty() && t.size() <= 4 &&
                              t.find_first_not_of("01234567") == std::string::npos;
                 if (!octal) {
-                  return o.error(n.source(),
-                                 "daemon.socket_mode: '" + t + "' is not an octal mode like \"0660\"");
+                  return o.error(n.source(), "daemon.socket_mode: '" + t +
+                                                 "' is not an octal mode like \"0660\"");
                 }
                 mode = std::strtol(t.c_str(), nullptr, 8);
               } else {
@@ -173,8 +182,9 @@ const std::vector<SectionSpec>& schema() {
                 return o.error(n.source(), "daemon.socket_mode: must be between 0000 and 0777");
               }
               if ((mode & 0600) != 0600) {
-                return o.error(n.source(),
-                               "daemon.socket_mode: the owner needs read and write (0600 at least)");
+                return o.error(
+                    n.source(),
+                    "daemon.socket_mode: the owner needs read and write (0600 at least)");
               }
               c->socket_mode = static_cast<uint32_t>(mode);
               return Status::Ok();
@@ -188,8 +198,8 @@ const std::vector<SectionSpec>& schema() {
             }},
            {"log_level",
             [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
-              auto v = get_choice(o, n, "daemon.log_level",
-                                  {"trace", "debug", "info", "warn", "error"});
+              auto v =
+                  get_choice(o, n, "daemon.log_level", {"trace", "debug", "info", "warn", "error"});
               if (!v.ok()) return v.status();
               c->log_level = *v;
               return Status::Ok();
@@ -202,8 +212,8 @@ const std::vector<SectionSpec>& schema() {
               auto v = get_size(o, n, "pool.size");
               if (!v.ok()) return v.status();
               if (*v < kMinPoolBytes) {
-                return o.error(n.source(), "pool.size: " + format_bytes(*v) +
-                                               " is below the minimum of 1 MiB");
+                return o.error(n.source(),
+                               "pool.size: " + format_bytes(*v) + " is below the minimum of 1 MiB");
               }
               if (*v % kSegmentAlign != 0) {
                 return o.error(n.source(), "pool.size: must be a multiple of 4 KiB");
@@ -216,7 +226,8 @@ const std::vector<SectionSpec>& schema() {
               auto v = get_size(o, n, "pool.segment_size");
               if (!v.ok()) return v.status();
               if (*v % kSegmentAlign != 0) {
-                return o.error(n.source(), "pool.segment_size: must be a multiple of 4 KiB (or 0 = auto)");
+                return o.error(n.source(),
+                               "pool.segment_size: must be a multiple of 4 KiB (or 0 = auto)");
               }
               c->segment_bytes = *v;
               return Status::Ok();
@@ -288,8 +299,8 @@ const std::vector<SectionSpec>& schema() {
                 const auto* i = el.as_integer();
                 if (i == nullptr) return wrong_type(o, el, "admin.uids[]", "an integer uid");
                 if (i->get() < 0 || i->get() >= 0xFFFFFFFFll) {
-                  return o.error(el.source(), "admin.uids: " + std::to_string(i->get()) +
-                                                  " is not a valid uid");
+                  return o.error(el.source(),
+                                 "admin.uids: " + std::to_string(i->get()) + " is not a valid uid");
                 }
                 uids.push_back(static_cast<uint32_t>(i->get()));
               }
@@ -299,7 +310,8 @@ const std::vector<SectionSpec>& schema() {
            {"groups",
             [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
               const auto* arr = n.as_array();
-              if (arr == nullptr) return wrong_type(o, n, "admin.groups", "an array of group names");
+              if (arr == nullptr)
+                return wrong_type(o, n, "admin.groups", "an array of group names");
               std::vector<std::string> groups;
               for (const auto& el : *arr) {
                 auto g = get_string(o, el, "admin.groups[]");
@@ -354,7 +366,7 @@ Status apply_table(const Origin& o, const toml::table& root, DaemonConfig* cfg) 
 Result<std::string> read_small_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open config " + path, errno);
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int err = errno;
     ::close(fd);
@@ -486,7 +498,7 @@ Status validate_config(DaemonConfig* cfg) {
       Status s = Status::FromErrno("models.roots: " + r, errno);
       return where.empty() ? s : Status(s.code(), where + s.message());
     }
-    struct stat st{};
+    struct stat st {};
     if (::stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
       return InvalidArgument(where + "models.roots: " + r + " is not a directory");
     }
@@ -545,7 +557,7 @@ Status validate_config(DaemonConfig* cfg) {
 
   // Admin groups must exist, so a typo does not silently lock the admins out.
   for (const auto& g : cfg->admin_groups) {
-    struct group grp{};
+    struct group grp {};
     struct group* found = nullptr;
     std::vector<char> buf(16384);
     int rc = ::getgrnam_r(g.c_str(), &grp, buf.data(), buf.size(), &found);

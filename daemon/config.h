@@ -13,28 +13,44 @@
 
 namespace moepool {
 
-inline constexpr uint64_t kMinPoolBytes = 1ull << 20;       // pool.size may not be smaller
-inline constexpr uint64_t kDefaultPoolBytes = 256ull << 20;  // pool.size default
+inline constexpr uint64_t kMinPoolBytes = 1ull << 20;          // pool.size may not be smaller
+inline constexpr uint64_t kDefaultPoolBytes = 256ull << 20;    // pool.size default
 inline constexpr uint64_t kAutoSegmentCapBytes = 64ull << 20;  // segment_size 0 = min(pool, this)
-inline constexpr uint64_t kSegmentAlign = 4096;               // segment_size granularity
-inline constexpr uint32_t kMaxQueueDepth = 4096;              // io.queue_depth upper bound
+inline constexpr uint64_t kSegmentAlign = 4096;                // segment_size granularity
+inline constexpr uint32_t kMaxQueueDepth = 4096;               // io.queue_depth upper bound
 
 struct DaemonConfig {
-  std::string socket_path;        // gRPC Unix socket; fd side channel is socket_path + ".fds"
-  uint32_t socket_mode = 0660;    // daemon.socket_mode, applied to both sockets
-  uint64_t pool_bytes = kDefaultPoolBytes;  // pool.size, default 256M
-  uint64_t segment_bytes = 0;     // pool.segment_size, 0 = auto (min(pool, 64M)), multiple of 4096
-  std::string lock_memory = "auto";  // pool.lock: "auto" (try mlock, log if refused), "on" (fail if refused), "off"
-  std::vector<std::string> model_roots;  // models.roots; realpath()ed by validate_config; may be empty = nothing can be opened
-  std::vector<std::string> model_root_origins;  // "<file>:<line>:<col>" of each file root, for errors; cleared by validate_config and by --model-root
-  std::string state_dir;          // daemon.state_dir: popularity files etc.
-  std::string log_level = "info";  // trace|debug|info|warn|error
-  std::string io_mode = "auto";   // io.mode: auto|io_uring|pread
-  bool io_direct = true;          // io.direct: use O_DIRECT where the filesystem allows
-  uint32_t queue_depth = 32;      // io.queue_depth
-  std::vector<uint32_t> admin_uids;  // admin.uids: may call admin RPCs (root and the daemon's own uid always may)
-  std::vector<std::string> admin_groups;  // admin.groups
-  std::string config_path;        // where it was loaded from ("" = defaults only)
+  // daemon.socket: the gRPC Unix socket; the fd side channel is socket_path + ".fds".
+  std::string socket_path;
+  // daemon.socket_mode: permission bits of both sockets.
+  uint32_t socket_mode = 0660;
+  // pool.size in bytes, default 256M.
+  uint64_t pool_bytes = kDefaultPoolBytes;
+  // pool.segment_size: 0 = auto (see effective_segment_bytes), else a multiple of 4096.
+  uint64_t segment_bytes = 0;
+  // pool.lock: "auto" (try mlock, log if refused), "on" (fail if refused), "off".
+  std::string lock_memory = "auto";
+  // models.roots: realpath()ed by validate_config; empty = nothing can be opened.
+  std::vector<std::string> model_roots;
+  // "<file>:<line>:<col>" of each root from the file, for errors; cleared by
+  // validate_config and by --model-root.
+  std::vector<std::string> model_root_origins;
+  // daemon.state_dir: state that survives restarts (popularity).
+  std::string state_dir;
+  // daemon.log_level: trace|debug|info|warn|error.
+  std::string log_level = "info";
+  // io.mode: auto|io_uring|pread.
+  std::string io_mode = "auto";
+  // io.direct: use O_DIRECT where the filesystem allows.
+  bool io_direct = true;
+  // io.queue_depth: reads in flight, 1..4096.
+  uint32_t queue_depth = 32;
+  // admin.uids: may call admin RPCs (root and the daemon's own uid always may).
+  std::vector<uint32_t> admin_uids;
+  // admin.groups: group names whose members may call admin RPCs.
+  std::vector<std::string> admin_groups;
+  // Where the config was loaded from ("" = defaults only).
+  std::string config_path;
 };
 
 // Returns the embedded defaults: socket and state under $XDG_RUNTIME_DIR/moepool (or

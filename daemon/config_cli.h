@@ -21,16 +21,16 @@ namespace moepool {
 
 // What was given on the command line; unset members leave the config as it is.
 struct CliOverrides {
-  std::string config_file;                 // --config FILE ("" = defaults only)
-  std::optional<std::string> socket_path;  // --socket PATH
-  std::optional<std::string> pool_size;    // --pool-size SIZE ("512M", "4G", bytes)
-  std::optional<std::string> segment_size; // --segment-size SIZE
-  std::vector<std::string> model_roots;    // --model-root DIR (repeatable; replaces models.roots)
-  std::optional<std::string> state_dir;    // --state-dir DIR
-  std::optional<std::string> log_level;    // --log-level L
-  std::optional<std::string> io_mode;      // --io-mode M
-  bool no_direct = false;                  // --no-direct: io.direct = false
-  std::optional<std::string> lock_memory;  // --lock auto|on|off
+  std::string config_file;                  // --config FILE ("" = defaults only)
+  std::optional<std::string> socket_path;   // --socket PATH
+  std::optional<std::string> pool_size;     // --pool-size SIZE ("512M", "4G", bytes)
+  std::optional<std::string> segment_size;  // --segment-size SIZE
+  std::vector<std::string> model_roots;     // --model-root DIR (repeatable; replaces models.roots)
+  std::optional<std::string> state_dir;     // --state-dir DIR
+  std::optional<std::string> log_level;     // --log-level L
+  std::optional<std::string> io_mode;       // --io-mode M
+  bool no_direct = false;                   // --no-direct: io.direct = false
+  std::optional<std::string> lock_memory;   // --lock auto|on|off
 };
 
 // Registers the flags above on `app`, writing into `*out` when parsed. `out` must outlive

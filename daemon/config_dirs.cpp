@@ -23,7 +23,7 @@ Status prepare_dir(const std::string& dir, const char* key) {
       return Status::FromErrno(std::string(key) + ": mkdir " + sofar.string(), errno);
     }
   }
-  struct stat st{};
+  struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) {
     return Status::FromErrno(std::string(key) + ": lstat " + dir, errno);
   }
@@ -49,7 +49,8 @@ Status prepare_dir(const std::string& dir, const char* key) {
 Status prepare_config_dirs(const DaemonConfig& cfg) {
   std::string sock_dir = std::filesystem::path(cfg.socket_path).parent_path().string();
   if (!sock_dir.empty()) MOEPOOL_RETURN_IF_ERROR(prepare_dir(sock_dir, "daemon.socket"));
-  if (!cfg.state_dir.empty()) MOEPOOL_RETURN_IF_ERROR(prepare_dir(cfg.state_dir, "daemon.state_dir"));
+  if (!cfg.state_dir.empty())
+    MOEPOOL_RETURN_IF_ERROR(prepare_dir(cfg.state_dir, "daemon.state_dir"));
   return Status::Ok();
 }
 

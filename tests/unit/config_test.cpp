@@ -51,8 +51,10 @@ class EnvGuard {
     if (v != nullptr) old_ = v;
   }
   ~EnvGuard() {
-    if (old_) ::setenv(name_, old_->c_str(), 1);
-    else ::unsetenv(name_);
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
   }
 
  private:
@@ -89,7 +91,8 @@ segment_size = "64M"
 lock = "on"
 
 [models]
-roots = [")" + (dir_ / "models").string() + R"(", "models/"]
+roots = [")" + (dir_ / "models").string() +
+                                         R"(", "models/"]
 
 [io]
 mode = "pread"
@@ -200,8 +203,7 @@ TEST_F(ConfigTest, PoolBelowOneMiBIsRejected) {
 TEST_F(ConfigTest, BadLogLevelListsTheChoices) {
   std::string e = load_error("[daemon]\nlog_level = \"verbose\"\n");
   EXPECT_EQ(e.rfind(file() + ":2:", 0), 0u) << e;
-  EXPECT_NE(e.find("'verbose' is not one of trace|debug|info|warn|error"), std::string::npos)
-      << e;
+  EXPECT_NE(e.find("'verbose' is not one of trace|debug|info|warn|error"), std::string::npos) << e;
 }
 
 TEST_F(ConfigTest, OutOfRangeValuesAreRejected) {
@@ -222,7 +224,8 @@ TEST_F(ConfigTest, SocketModeAcceptsTomlOctalInteger) {
 }
 
 TEST_F(ConfigTest, MissingModelRootNamesLineAndPath) {
-  std::string path = write("c.toml", "[models]\nroots = [\n  \"/nonexistent/moepool-models\",\n]\n");
+  std::string path =
+      write("c.toml", "[models]\nroots = [\n  \"/nonexistent/moepool-models\",\n]\n");
   auto r = load_config_file(path, default_config());
   ASSERT_TRUE(r.ok()) << r.status().to_string();  // checked after the flags, see below
   DaemonConfig c = *r;
@@ -334,11 +337,11 @@ roots = ["models"]
 [io]
 mode = "pread"
 )");
-  auto r = parse_flags({"--config", path, "--socket", (dir_ / "s.sock").string(), "--pool-size",
-                        "512M", "--model-root", (dir_ / "other").string(), "--model-root",
-                        (dir_ / "models").string(), "--no-direct", "--lock", "on", "--log-level",
-                        "debug", "--segment-size", "128M", "--state-dir",
-                        (dir_ / "state").string()});
+  auto r =
+      parse_flags({"--config", path, "--socket", (dir_ / "s.sock").string(), "--pool-size", "512M",
+                   "--model-root", (dir_ / "other").string(), "--model-root",
+                   (dir_ / "models").string(), "--no-direct", "--lock", "on", "--log-level",
+                   "debug", "--segment-size", "128M", "--state-dir", (dir_ / "state").string()});
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->socket_path, (dir_ / "s.sock").string());
   EXPECT_EQ(r->pool_bytes, 512ull << 20);
