@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <filesystem>
 #include <grpcpp/grpcpp.h>
 
 #include "common/version.h"
@@ -36,13 +35,6 @@ namespace {
 
 constexpr int kMaxMessageBytes = 4 << 20;  // larger requests are refused by gRPC itself
 
-Status make_dir(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Unavailable("cannot create directory '" + dir + "': " + ec.message());
-  return Status::Ok();
-}
-
 int run(const DaemonConfig& cfg) {
   DaemonContext ctx;
   ctx.config = cfg;
@@ -50,14 +42,9 @@ int run(const DaemonConfig& cfg) {
     if (const group* gr = getgrnam(g.c_str())) ctx.admin_gids.push_back(gr->gr_gid);
     else spdlog::warn("admin group '{}' does not exist; ignoring it", g);
   }
-  for (const std::string& dir : {std::filesystem::path(cfg.socket_path).parent_path().string(),
-                                 cfg.state_dir}) {
-    if (dir.empty()) continue;
-    Status st = make_dir(dir);
-    if (!st.ok()) {
-      spdlog::critical("{}", st.message());
-      return 1;
-    }
+  if (Status st = prepare_config_dirs(cfg); !st.ok()) {
+    spdlog::critical("{}", st.message());
+    return 1;
   }
 
   auto pool = Pool::create({cfg.pool_bytes, cfg.segment_bytes, cfg.lock_memory});
