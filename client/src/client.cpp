@@ -98,6 +98,9 @@ class Client::Impl {
  private:
   // Releases every lease of `reply` (best effort), after acquire() found one unusable.
   void release_reply(const v1::AcquireReply& reply);
+  // The Status of a failed call `rpc`; says "cannot reach moepoold" when the connection,
+  // not the daemon, failed it.
+  Status call_error(const grpc::Status& st, const char* rpc) const;
 
   std::string socket_path_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -161,6 +164,16 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::connect(const std::string& s
   return impl;  // the fds close here; the mappings stay
 }
 
+Status Client::Impl::call_error(const grpc::Status& st, const char* rpc) const {
+  Status out = rpc::from_grpc(st, rpc);
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      channel_->GetState(false) != GRPC_CHANNEL_READY) {
+    return Unavailable(std::string(rpc) + ": cannot reach moepoold at " + socket_path_ + ": " +
+                       st.error_message());
+  }
+  return out;
+}
+
 Result<ModelInfo> Client::Impl::open_model(const std::string& path) {
   MOEPOOL_RETURN_IF_ERROR(session_->health());
   v1::OpenModelRequest req;
@@ -172,7 +185,7 @@ Result<ModelInfo> Client::Impl::open_model(const std::string& path) {
   v1::OpenModelReply reply;
   grpc::ClientContext ctx;
   grpc::Status gs = worker_->OpenModel(&ctx, req, &reply);
-  if (!gs.ok()) return rpc::from_grpc(gs, "OpenModel");
+  if (!gs.ok()) return call_error(gs, "OpenModel");
   return rpc::to_model_info(reply);
 }
 
@@ -202,7 +215,7 @@ Result<std::vector<Lease>> Client::Impl::acquire(uint64_t model_id, uint32_t lay
   v1::AcquireReply reply;
   grpc::ClientContext ctx;  // no deadline: a read from disk may take a while
   grpc::Status gs = worker_->Acquire(&ctx, req, &reply);
-  if (!gs.ok()) return rpc::from_grpc(gs, "Acquire");
+  if (!gs.ok()) return call_error(gs, "Acquire");
 
   if (static_cast<size_t>(reply.leases_size()) != experts.size()) {
     release_reply(reply);
@@ -242,7 +255,8 @@ Status Client::Impl::release(std::span<const Lease> leases) {
   }
   v1::ReleaseReply reply;
   grpc::ClientContext ctx;
-  return rpc::from_grpc(worker_->Release(&ctx, req, &reply), "Release");
+  grpc::Status gs = worker_->Release(&ctx, req, &reply);
+  return gs.ok() ? Status::Ok() : call_error(gs, "Release");
 }
 
 Result<uint32_t> Client::Impl::prefetch(uint64_t model_id, uint32_t layer,
@@ -257,7 +271,7 @@ Result<uint32_t> Client::Impl::prefetch(uint64_t model_id, uint32_t layer,
   v1::PrefetchReply reply;
   grpc::ClientContext ctx;
   grpc::Status gs = worker_->Prefetch(&ctx, req, &reply);
-  if (!gs.ok()) return rpc::from_grpc(gs, "Prefetch");
+  if (!gs.ok()) return call_error(gs, "Prefetch");
   return reply.queued();
 }
 
@@ -266,7 +280,7 @@ Result<PoolStats> Client::Impl::stats() {
   v1::StatsReply reply;
   grpc::ClientContext ctx;
   grpc::Status gs = admin_->Stats(with_deadline(&ctx, kAdminTimeout), req, &reply);
-  if (!gs.ok()) return rpc::from_grpc(gs, "Stats");
+  if (!gs.ok()) return call_error(gs, "Stats");
   return rpc::to_pool_stats(reply);
 }
 
