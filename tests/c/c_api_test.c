@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -103,6 +104,7 @@ static void start_daemon(void) {
   snprintf(log, sizeof(log), "%s/moepoold.log", g_root);
   g_daemon = fork();
   if (g_daemon == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a test that crashed */
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd >= 0) {
       dup2(fd, STDOUT_FILENO);
