@@ -62,6 +62,9 @@ grpc::ServerUnaryReactor* AdminService::ListModels(grpc::CallbackServerContext* 
     s->set_n_experts(experts);
     s->set_expert_bytes(bytes);
     s->set_file_bytes(m->catalog.total_bytes());
+    uint32_t open = 0;
+    for (uint64_t session : ctx_->models->openers(m->id())) open += ctx_->sessions->alive(session);
+    s->set_open_sessions(open);
   }
   return finish(call, grpc::Status::OK);
 }
@@ -108,7 +111,7 @@ grpc::ServerUnaryReactor* AdminService::EvictModel(grpc::CallbackServerContext* 
     return finish(call, to_grpc(PermissionDenied("evicting a model needs an admin (uid " +
                                                  std::to_string(peer->uid) + " is not one)")));
   if (!ctx_->models->find(req->model_id()))
-    return finish(call, to_grpc(NotFound("no open model with id " + std::to_string(req->model_id()))));
+    return finish(call, to_grpc(NotFound("no open model with id " + model_id_hex(req->model_id()))));
   auto [evicted, pinned] = ctx_->cache->evict_model(req->model_id());
   spdlog::info("uid {} evicted model {:016x}: {} experts dropped, {} pinned kept", peer->uid,
                req->model_id(), evicted, pinned);

@@ -53,7 +53,9 @@ void FdServer::loop() {
 }
 
 void FdServer::serve(int conn) {
-  timeval tv{2, 0};
+  // A worker sends its request right after connecting; a silent peer holds up the
+  // (serial) channel for at most this long.
+  timeval tv{0, 500 * 1000};
   setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   FdReply reply;

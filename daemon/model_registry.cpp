@@ -17,7 +17,7 @@ bool ModelRegistry::under_roots(const std::string& p) const {
   return false;
 }
 
-Result<std::shared_ptr<Model>> ModelRegistry::open(const std::string& path) {
+Result<std::shared_ptr<Model>> ModelRegistry::open(const std::string& path, uint64_t session) {
   if (path.empty()) return InvalidArgument("empty model path");
   if (path[0] != '/') return InvalidArgument("model path '" + path + "' is not absolute");
   char resolved[PATH_MAX];
@@ -41,7 +41,11 @@ Result<std::shared_ptr<Model>> ModelRegistry::open(const std::string& path) {
       return PermissionDenied("split part '" + f.path + "' is outside the model roots");
   if (catalog->layers().empty())
     return InvalidArgument("'" + path + "' has no routed-expert tensors (blk.N.ffn_*_exps.weight)");
-  if (auto existing = find(catalog->model_id())) return existing;
+  if (auto existing = find(catalog->model_id())) {
+    std::lock_guard<std::mutex> lock(mu_);
+    openers_[existing->id()].insert(session);
+    return existing;
+  }
 
   auto model = std::make_shared<Model>();
   model->catalog = std::move(catalog).value();
@@ -54,7 +58,15 @@ Result<std::shared_ptr<Model>> ModelRegistry::open(const std::string& path) {
   MOEPOOL_RETURN_IF_ERROR(cache_->prepare_model(model.get()));
   std::lock_guard<std::mutex> lock(mu_);
   models_[model->id()] = model;
+  openers_[model->id()].insert(session);
   return model;
+}
+
+std::vector<uint64_t> ModelRegistry::openers(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = openers_.find(id);
+  if (it == openers_.end()) return {};
+  return {it->second.begin(), it->second.end()};
 }
 
 std::shared_ptr<Model> ModelRegistry::find(uint64_t id) const {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,11 @@ class ModelRegistry {
   // `roots` must already be resolved (realpath) directories.
   ModelRegistry(std::vector<std::string> roots, ExpertCache* cache);
 
-  // Opens (or finds) the model at `path`. Errors: kPermissionDenied outside the roots,
-  // kNotFound, kInvalidArgument for a malformed GGUF (message names the field).
-  Result<std::shared_ptr<Model>> open(const std::string& path);
+  // Opens (or finds) the model at `path` for `session`. Errors: kPermissionDenied outside
+  // the roots, kNotFound, kInvalidArgument for a malformed GGUF (message names the field).
+  Result<std::shared_ptr<Model>> open(const std::string& path, uint64_t session);
+  // Sessions that opened model `id` (some may have ended since; the caller filters).
+  std::vector<uint64_t> openers(uint64_t id) const;
   // The model with this id, or nullptr.
   std::shared_ptr<Model> find(uint64_t id) const;
   std::vector<std::shared_ptr<Model>> list() const;
@@ -39,6 +42,7 @@ class ModelRegistry {
   mutable std::mutex mu_;
   std::mutex open_mu_;  // serialises opens so one model is prepared once
   std::map<uint64_t, std::shared_ptr<Model>> models_;
+  std::map<uint64_t, std::set<uint64_t>> openers_;  // model id -> sessions
 };
 
 }  // namespace moepool

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "daemon/listener.h"
 
@@ -35,6 +36,12 @@ bool is_admin(const DaemonContext& ctx, const PeerCred& peer) {
   const auto& uids = ctx.config.admin_uids;
   if (std::find(uids.begin(), uids.end(), peer.uid) != uids.end()) return true;
   return std::find(ctx.admin_gids.begin(), ctx.admin_gids.end(), peer.gid) != ctx.admin_gids.end();
+}
+
+std::string model_id_hex(uint64_t id) {
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
 }
 
 }  // namespace moepool

@@ -18,5 +18,7 @@ Result<PeerCred> caller_of(const DaemonContext& ctx, grpc::CallbackServerContext
 // Returns true iff `peer` may call admin RPCs (root, the daemon's uid, admin.uids,
 // admin.groups).
 bool is_admin(const DaemonContext& ctx, const PeerCred& peer);
+// A model id as logs and moepoolctl print it: 16 hex digits.
+std::string model_id_hex(uint64_t id);
 
 }  // namespace moepool

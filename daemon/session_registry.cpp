@@ -95,3 +95,12 @@ size_t SessionRegistry::count() const {
 }
 
 }  // namespace moepool
+
+namespace moepool {
+
+bool SessionRegistry::alive(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.count(id) != 0;
+}
+
+}  // namespace moepool

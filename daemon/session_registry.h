@@ -59,6 +59,8 @@ class SessionRegistry {
   // Ends sessions never bound within kBindTimeout and sessions whose process is gone.
   void reap();
   size_t count() const;
+  // Returns true iff session `id` exists.
+  bool alive(uint64_t id) const;
 
  private:
   ExpertCache* cache_;

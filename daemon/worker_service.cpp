@@ -170,7 +170,7 @@ grpc::ServerUnaryReactor* WorkerService::OpenModel(grpc::CallbackServerContext* 
   if (!s.ok()) return finish(call, to_grpc(s.status()));
   auto* reactor = call->DefaultReactor();
   control_->post([ctx = ctx_, path = req->path(), session = s->id, reply, reactor] {
-    auto model = ctx->models->open(path);
+    auto model = ctx->models->open(path, session);
     if (!model.ok()) {
       spdlog::warn("session {}: open '{}' refused: {}", session, path, model.status().to_string());
       reactor->Finish(to_grpc(model.status()));
@@ -192,7 +192,7 @@ grpc::ServerUnaryReactor* WorkerService::Acquire(grpc::CallbackServerContext* ca
   Status st = check_experts(req->experts());
   if (!st.ok()) return finish(call, to_grpc(st));
   auto model = ctx_->models->find(req->model_id());
-  if (!model) return finish(call, to_grpc(NotFound("no open model with id " + std::to_string(req->model_id()))));
+  if (!model) return finish(call, to_grpc(NotFound("no open model with id " + model_id_hex(req->model_id()))));
   auto* reactor = call->DefaultReactor();
   std::vector<uint32_t> experts(req->experts().begin(), req->experts().end());
   ctx_->cache->acquire(s->id, model, req->layer(), std::move(experts),
@@ -224,7 +224,7 @@ grpc::ServerUnaryReactor* WorkerService::Prefetch(grpc::CallbackServerContext* c
   Status st = check_experts(req->experts());
   if (!st.ok()) return finish(call, to_grpc(st));
   auto model = ctx_->models->find(req->model_id());
-  if (!model) return finish(call, to_grpc(NotFound("no open model with id " + std::to_string(req->model_id()))));
+  if (!model) return finish(call, to_grpc(NotFound("no open model with id " + model_id_hex(req->model_id()))));
   auto queued = ctx_->cache->prefetch(model, req->layer(),
                                       std::vector<uint32_t>(req->experts().begin(), req->experts().end()));
   if (!queued.ok()) return finish(call, to_grpc(queued.status()));
