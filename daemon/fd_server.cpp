@@ -1,7 +1,5 @@
 #include "daemon/fd_server.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -17,40 +15,13 @@
 namespace moepool {
 
 Status FdServer::start(const std::string& path, unsigned mode) {
-  auto fd = listen_unix(path, mode);
-  if (!fd.ok()) return fd.status();
-  if (pipe2(wake_, O_CLOEXEC) != 0) return Status::FromErrno("pipe2", errno);
-  path_ = path;
-  listen_fd_ = *fd;
-  thread_ = std::thread([this] { loop(); });
-  return Status::Ok();
-}
-
-void FdServer::stop() {
-  if (!thread_.joinable()) return;
-  char b = 1;
-  (void)!write(wake_[1], &b, 1);
-  thread_.join();
-  close(listen_fd_);
-  close(wake_[0]);
-  close(wake_[1]);
-  unlink(path_.c_str());
-}
-
-void FdServer::loop() {
-  pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-  for (;;) {
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents) return;
-    int conn = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (conn < 0) continue;
+  return accept_.start(path, mode, SOCK_CLOEXEC, [this](int conn) {
     serve(conn);
     close(conn);
-  }
+  });
 }
+
+void FdServer::stop() { accept_.stop(); }
 
 void FdServer::serve(int conn) {
   // A worker sends its request right after connecting; a silent peer holds up the

@@ -6,11 +6,11 @@
 
 #include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/status.h"
 #include "daemon/session_registry.h"
+#include "daemon/unix_socket.h"
 
 namespace moepool {
 
@@ -18,20 +18,18 @@ class FdServer {
  public:
   FdServer(SessionRegistry* sessions, std::vector<int> fds) : sessions_(sessions), fds_(std::move(fds)) {}
   ~FdServer() { stop(); }
+  FdServer(const FdServer&) = delete;
+  FdServer& operator=(const FdServer&) = delete;
 
   Status start(const std::string& path, unsigned mode);
   void stop();
 
  private:
-  void loop();
   void serve(int conn);
 
   SessionRegistry* sessions_;
   std::vector<int> fds_;  // control segment first, then the pool segments
-  std::string path_;
-  int listen_fd_ = -1;
-  int wake_[2] = {-1, -1};
-  std::thread thread_;
+  AcceptThread accept_;
 };
 
 }  // namespace moepool

@@ -11,11 +11,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 
 #include "common/status.h"
 #include "daemon/session_registry.h"
+#include "daemon/unix_socket.h"
 
 namespace moepool {
 
@@ -23,6 +23,8 @@ class Listener {
  public:
   Listener() = default;
   ~Listener() { stop(); }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
 
   // Listens on `path` and starts the accept thread feeding `server`.
   Status start(const std::string& path, unsigned mode, grpc::Server* server);
@@ -32,13 +34,10 @@ class Listener {
   std::optional<PeerCred> peer_of(const std::string& grpc_peer) const;
 
  private:
-  void accept_loop();
+  void on_accept(int conn);
 
-  std::string path_;
-  int listen_fd_ = -1;
-  int wake_[2] = {-1, -1};
   grpc::Server* server_ = nullptr;
-  std::thread thread_;
+  AcceptThread accept_;
   mutable std::mutex mu_;
   std::unordered_map<int, PeerCred> peers_;  // by connection fd
 };

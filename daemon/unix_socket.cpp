@@ -1,6 +1,8 @@
 #include "daemon/unix_socket.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -64,6 +66,54 @@ Result<PeerCred> peer_cred(int fd) {
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
     return Status::FromErrno("SO_PEERCRED", errno);
   return PeerCred{cred.pid, cred.uid, cred.gid};
+}
+
+Status AcceptThread::start(const std::string& path, unsigned mode, int flags,
+                           std::function<void(int)> on_accept) {
+  auto fd = listen_unix(path, mode);
+  if (!fd.ok()) return fd.status();
+  if (pipe2(wake_, O_CLOEXEC) != 0) {
+    int err = errno;
+    close(*fd);
+    unlink(path.c_str());
+    return Status::FromErrno("pipe2", err);
+  }
+  path_ = path;
+  listen_fd_ = *fd;
+  flags_ = flags;
+  on_accept_ = std::move(on_accept);
+  thread_ = std::thread([this] { loop(); });
+  return Status::Ok();
+}
+
+void AcceptThread::stop() {
+  if (!thread_.joinable()) return;
+  char b = 1;
+  (void)!write(wake_[1], &b, 1);
+  thread_.join();
+  close(listen_fd_);
+  close(wake_[0]);
+  close(wake_[1]);
+  unlink(path_.c_str());
+}
+
+void AcceptThread::loop() {
+  pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("poll on {}: {}", path_, strerror(errno));
+      return;
+    }
+    if (fds[1].revents) return;
+    int conn = accept4(listen_fd_, nullptr, nullptr, flags_);
+    if (conn < 0) {
+      if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+        spdlog::warn("accept on {}: {}", path_, strerror(errno));
+      continue;
+    }
+    on_accept_(conn);
+  }
 }
 
 }  // namespace moepool

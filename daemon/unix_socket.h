@@ -2,7 +2,9 @@
 // Thread safety: plain functions; any thread.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "common/status.h"
 #include "daemon/session_registry.h"
@@ -14,5 +16,32 @@ namespace moepool {
 Result<int> listen_unix(const std::string& path, unsigned mode);
 // SO_PEERCRED of a connected Unix socket.
 Result<PeerCred> peer_cred(int fd);
+
+// Accepts connections on a listening Unix socket on its own thread and hands each one to
+// `on_accept`, which then owns the fd. Used by both of the daemon's sockets.
+// Thread safety: start() and stop() from one thread (main); on_accept runs on this
+// class's thread.
+class AcceptThread {
+ public:
+  AcceptThread() = default;
+  ~AcceptThread() { stop(); }
+  AcceptThread(const AcceptThread&) = delete;
+  AcceptThread& operator=(const AcceptThread&) = delete;
+
+  // Listens on `path` (see listen_unix) and starts accepting with accept4(`flags`).
+  Status start(const std::string& path, unsigned mode, int flags, std::function<void(int)> on_accept);
+  // Stops accepting, closes the socket and removes its file. Idempotent.
+  void stop();
+
+ private:
+  void loop();
+
+  std::string path_;
+  int listen_fd_ = -1;
+  int wake_[2] = {-1, -1};
+  int flags_ = 0;
+  std::function<void(int)> on_accept_;
+  std::thread thread_;
+};
 
 }  // namespace moepool

@@ -83,6 +83,24 @@ Status check_experts(const google::protobuf::RepeatedField<uint32_t>& experts) {
   return Status::Ok();
 }
 
+struct ExpertCall {
+  SessionInfo session;
+  std::shared_ptr<Model> model;
+};
+
+// The checks Acquire and Prefetch share: caller owns the session, the expert list has a
+// sane size, the model is open.
+Result<ExpertCall> check_expert_call(DaemonContext* ctx, grpc::CallbackServerContext* call,
+                                     uint64_t session_id, uint64_t model_id,
+                                     const google::protobuf::RepeatedField<uint32_t>& experts) {
+  auto s = session_of(ctx, call, session_id);
+  if (!s.ok()) return s.status();
+  MOEPOOL_RETURN_IF_ERROR(check_experts(experts));
+  auto model = ctx->models->find(model_id);
+  if (!model) return NotFound("no open model with id " + model_id_hex(model_id));
+  return ExpertCall{*s, std::move(model)};
+}
+
 // Binds a session to this stream; the session ends when the stream does.
 class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionMessage, v1::SessionEvent> {
  public:
@@ -187,15 +205,11 @@ grpc::ServerUnaryReactor* WorkerService::OpenModel(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* WorkerService::Acquire(grpc::CallbackServerContext* call,
                                                  const v1::AcquireRequest* req,
                                                  v1::AcquireReply* reply) {
-  auto s = session_of(ctx_, call, req->session_id());
-  if (!s.ok()) return finish(call, to_grpc(s.status()));
-  Status st = check_experts(req->experts());
-  if (!st.ok()) return finish(call, to_grpc(st));
-  auto model = ctx_->models->find(req->model_id());
-  if (!model) return finish(call, to_grpc(NotFound("no open model with id " + model_id_hex(req->model_id()))));
+  auto c = check_expert_call(ctx_, call, req->session_id(), req->model_id(), req->experts());
+  if (!c.ok()) return finish(call, to_grpc(c.status()));
   auto* reactor = call->DefaultReactor();
   std::vector<uint32_t> experts(req->experts().begin(), req->experts().end());
-  ctx_->cache->acquire(s->id, model, req->layer(), std::move(experts),
+  ctx_->cache->acquire(c->session.id, c->model, req->layer(), std::move(experts),
                        [reply, reactor](Result<std::vector<LeaseInfo>> leases) {
                          if (!leases.ok()) return reactor->Finish(to_grpc(leases.status()));
                          for (const LeaseInfo& l : *leases) fill_lease(l, reply->add_leases());
@@ -219,13 +233,9 @@ grpc::ServerUnaryReactor* WorkerService::Release(grpc::CallbackServerContext* ca
 grpc::ServerUnaryReactor* WorkerService::Prefetch(grpc::CallbackServerContext* call,
                                                   const v1::PrefetchRequest* req,
                                                   v1::PrefetchReply* reply) {
-  auto s = session_of(ctx_, call, req->session_id());
-  if (!s.ok()) return finish(call, to_grpc(s.status()));
-  Status st = check_experts(req->experts());
-  if (!st.ok()) return finish(call, to_grpc(st));
-  auto model = ctx_->models->find(req->model_id());
-  if (!model) return finish(call, to_grpc(NotFound("no open model with id " + model_id_hex(req->model_id()))));
-  auto queued = ctx_->cache->prefetch(model, req->layer(),
+  auto c = check_expert_call(ctx_, call, req->session_id(), req->model_id(), req->experts());
+  if (!c.ok()) return finish(call, to_grpc(c.status()));
+  auto queued = ctx_->cache->prefetch(c->model, req->layer(),
                                       std::vector<uint32_t>(req->experts().begin(), req->experts().end()));
   if (!queued.ok()) return finish(call, to_grpc(queued.status()));
   reply->set_queued(*queued);

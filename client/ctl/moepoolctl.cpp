@@ -14,7 +14,7 @@
 
 #include "admin_channel.h"
 #include "common/units.h"
-#include "json_writer.h"
+#include "common/json_writer.h"
 #include "table.h"
 
 namespace moepool::ctl {

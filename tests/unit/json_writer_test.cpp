@@ -1,5 +1,5 @@
 // moepoolctl's hand-written JSON: escaping and structure.
-#include "client/ctl/json_writer.h"
+#include "common/json_writer.h"
 
 #include <gtest/gtest.h>
 

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cmath>
 
+#include "common/json_writer.h"
 #include "common/units.h"
 
 namespace moepool::bench {
@@ -39,34 +40,7 @@ WorkerResult total_of(const std::vector<WorkerResult>& workers) {
   return t;
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string json_string(std::string_view s) { return JsonWriter::quote(s); }
 
 void print_worker_json(FILE* out, const WorkerResult& w, LatencySummary lat) {
   fprintf(out,

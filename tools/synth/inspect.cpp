@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "common/json_writer.h"
 #include "common/catalog.h"
 #include "common/gguf.h"
 #include "common/units.h"
@@ -10,37 +11,7 @@
 namespace moepool {
 namespace {
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string json_string(std::string_view s) { return JsonWriter::quote(s); }
 
 template <typename It>
 std::string json_u64_array(It begin, It end) {

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace moepool::ctl {
+namespace moepool {
 
 class JsonWriter {
  public:
@@ -212,4 +212,4 @@ inline void JsonWriter::null() {
   out_ += "null";
 }
 
-}  // namespace moepool::ctl
+}  // namespace moepool
