@@ -44,6 +44,18 @@ TEST_F(DaemonFixture, ThreeWorkersAcquireOverlappingExpertsAndSeeFileBytes) {
   EXPECT_EQ(st->pinned_bytes, 0u);
 }
 
+TEST_F(DaemonFixture, PreadFallbackServesTheSameBytes) {
+  std::string model = synth("m.gguf", small_model());
+  start_daemon("8M", {"--io-mode", "pread", "--no-direct"});
+  auto [rc, status] = run({bin("moepoolctl"), "--socket", socket_, "status"});
+  ASSERT_EQ(rc, 0) << status;
+  EXPECT_NE(status.find("pread"), std::string::npos) << "status names the I/O path: " << status;
+  Process w({test_bin("test_worker"), socket_, model, "3", "0,5,9,15", "--repeat", "3"});
+  std::string out = w.read_all();
+  EXPECT_EQ(w.wait(), 0) << out;
+  EXPECT_NE(out.find("ok verified"), std::string::npos) << out;
+}
+
 TEST_F(DaemonFixture, BenchReplaysASyntheticTraceWithVerification) {
   std::string model = synth("m.gguf", small_model());
   start_daemon("8M");  // 19 slots for 64 experts: evictions happen, 3 x top-4 pins fit
