@@ -1,5 +1,6 @@
 // Tests of the expert catalog: extents of every type, fused gate_up, mixed layer types,
 // incomplete layers, split models and content identity.
+#include "tests/unit/temp_dir.h"
 #include "common/catalog.h"
 
 #include <fcntl.h>
@@ -19,24 +20,6 @@
 namespace moepool {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/moepool_catalog_test.XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    EXPECT_NE(p, nullptr);
-    path_ = p ? p : "/tmp";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // The byte a tensor named `name` holds at `off`; differs between tensors and experts.
 uint8_t pattern(const std::string& name, uint64_t off) {

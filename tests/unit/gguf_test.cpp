@@ -1,5 +1,6 @@
 // Tests of the strict GGUF reader and the GGUF writer: round trips of every type and
 // value kind, every malformed-header case naming its field, and no crash on any input.
+#include "tests/unit/temp_dir.h"
 #include "common/gguf.h"
 
 #include <fcntl.h>
@@ -18,24 +19,6 @@
 namespace moepool {
 namespace {
 
-// A temporary directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/moepool_gguf_test.XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    EXPECT_NE(p, nullptr);
-    path_ = p ? p : "/tmp";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // Little-endian byte assembly for hand-made headers.
 struct Bytes {

@@ -1,6 +1,7 @@
 // Tests of the I/O engine: reads land where the contract says in every mode, end-of-file
 // tails, concurrency, demand-before-prefetch, the prefetch cap, and faults injected at the
 // backend seam (EIO, EINTR, short reads, stalls) — ordered with futures, never sleeps.
+#include "tests/unit/temp_dir.h"
 #include "daemon/io_engine.h"
 
 #include <fcntl.h>
@@ -30,32 +31,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr uint64_t kFileBytes = (3ULL << 20) + 1000;  // not a multiple of 4096
-
-bool is_tmpfs(const fs::path& p) {
-  struct statfs st {};
-  return ::statfs(p.c_str(), &st) == 0 && st.f_type == TMPFS_MAGIC;
-}
-
-// A temp dir on a filesystem with O_DIRECT (not tmpfs), removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    fs::path base = "/var/tmp";
-    if (!fs::is_directory(base) || is_tmpfs(base)) base = fs::path(MOEPOOL_BIN_DIR).parent_path();
-    std::string tmpl = (base / "io_engine_test.XXXXXX").string();
-    char* made = ::mkdtemp(tmpl.data());
-    EXPECT_NE(made, nullptr) << "mkdtemp " << tmpl << ": " << std::strerror(errno);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::vector<uint8_t> random_bytes(uint64_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
