@@ -2,8 +2,11 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <limits>
@@ -132,7 +135,7 @@ class CatalogBuilder {
   Status check_split_kvs(const GgufFile& f, uint32_t k, uint32_t n) const;
   Status collect(uint32_t file_index, const GgufFile& f);
   Status finish_layer(uint32_t layer, LayerParts& parts);
-  void identify();
+  Status identify();
 
   Catalog c_;
   std::vector<GgufFile> ggufs_;
@@ -257,18 +260,43 @@ Status CatalogBuilder::finish_layer(uint32_t layer, LayerParts& parts) {
   return Status::Ok();
 }
 
-// Model identity: xxh64 over each file's size (8 bytes LE) and header bytes, in order.
-void CatalogBuilder::identify() {
+// Model identity: xxh64 over, per file in order, its size (8 bytes LE), its header bytes
+// and kIdentitySamples blocks of its tensor data spread evenly from the data start to the
+// end. The header alone cannot tell apart two fine-tunes converted the same way (same
+// metadata, shapes and sizes); sampled data can, for the cost of a few small reads.
+Status CatalogBuilder::identify() {
+  constexpr int kIdentitySamples = 4;
+  constexpr uint64_t kSampleBytes = 4096;
   std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> st(XXH64_createState(),
                                                                 &XXH64_freeState);
   XXH64_reset(st.get(), 0);
-  for (const GgufFile& f : ggufs_) {
+  std::vector<uint8_t> block(kSampleBytes);
+  for (size_t i = 0; i < ggufs_.size(); ++i) {
+    const GgufFile& f = ggufs_[i];
     uint8_t size[8];
-    for (int i = 0; i < 8; ++i) size[i] = static_cast<uint8_t>(f.file_size() >> (8 * i));
+    for (int b = 0; b < 8; ++b) size[b] = static_cast<uint8_t>(f.file_size() >> (8 * b));
     XXH64_update(st.get(), size, sizeof(size));
     XXH64_update(st.get(), f.header_bytes().data(), f.header_bytes().size());
+    if (f.file_size() <= f.data_offset()) continue;
+    const std::string& path = c_.files_[i].path;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::FromErrno("open " + path, errno);
+    uint64_t data = f.file_size() - f.data_offset();
+    uint64_t n = std::min(kSampleBytes, data);
+    for (int k = 0; k < kIdentitySamples; ++k) {
+      uint64_t at = f.data_offset() + (data - n) * k / (kIdentitySamples - 1);
+      ssize_t got = ::pread(fd, block.data(), n, static_cast<off_t>(at));
+      if (got != static_cast<ssize_t>(n)) {
+        int err = got < 0 ? errno : EIO;
+        ::close(fd);
+        return Status::FromErrno("read " + path + " at byte " + std::to_string(at), err);
+      }
+      XXH64_update(st.get(), block.data(), n);
+    }
+    ::close(fd);
   }
   c_.model_id_ = XXH64_digest(st.get());
+  return Status::Ok();
 }
 
 Result<Catalog> CatalogBuilder::build(const std::string& path) {
@@ -284,7 +312,7 @@ Result<Catalog> CatalogBuilder::build(const std::string& path) {
   }
   for (uint32_t i = 0; i < b.ggufs_.size(); ++i) MOEPOOL_RETURN_IF_ERROR(b.collect(i, b.ggufs_[i]));
   for (auto& [layer, parts] : b.parts_) MOEPOOL_RETURN_IF_ERROR(b.finish_layer(layer, parts));
-  b.identify();
+  MOEPOOL_RETURN_IF_ERROR(b.identify());
   return std::move(b.c_);
 }
 

@@ -65,7 +65,8 @@ class Catalog {
   // Errors name the file, the field and its byte offset.
   static Result<Catalog> open(const std::string& path);
 
-  // Content identity: xxh64 over every file's size and header bytes [0, data_offset).
+  // Content identity: xxh64 over every file's size, header bytes [0, data_offset) and
+  // four 4 KiB samples of its tensor data (so same-shaped fine-tunes differ).
   uint64_t model_id() const { return model_id_; }
   const std::string& name() const { return name_; }          // general.name or file stem
   const std::string& architecture() const { return arch_; }  // general.architecture

@@ -450,6 +450,28 @@ TEST(Catalog, ModelIdIsContentIdentity) {
   EXPECT_NE(grown->model_id(), a->model_id());
 }
 
+TEST(Catalog, SameHeaderDifferentWeightsIsADifferentModel) {
+  // Two fine-tunes converted alike have byte-identical headers and sizes; sharing their
+  // experts would serve one model's weights to the other.
+  TempDir dir;
+  write_model(dir.file("a.gguf"), split_layers());
+  std::filesystem::copy_file(dir.file("a.gguf"), dir.file("b.gguf"));
+  auto a = Catalog::open(dir.file("a.gguf"));
+  ASSERT_TRUE(a.ok());
+  // Change one byte of the last tensor's data (past any end padding, in a sampled block).
+  off_t at = static_cast<off_t>(std::filesystem::file_size(dir.file("b.gguf")) - 64);
+  int fd = ::open(dir.file("b.gguf").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint8_t byte = 0;
+  ASSERT_EQ(::pread(fd, &byte, 1, at), 1);
+  byte ^= 0xff;
+  ASSERT_EQ(::pwrite(fd, &byte, 1, at), 1);
+  ::close(fd);
+  auto b = Catalog::open(dir.file("b.gguf"));
+  ASSERT_TRUE(b.ok());
+  EXPECT_NE(a->model_id(), b->model_id());
+}
+
 TEST(Catalog, MalformedFileIsAnError) {
   TempDir dir;
   write_model(dir.file("t.gguf"), split_layers());
