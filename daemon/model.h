@@ -27,8 +27,18 @@ struct ModelCounters {
   uint64_t used_bytes = 0, pinned_bytes = 0;  // slot bytes held / pinned by this model
 };
 
+// What a model file was when the daemon opened it; a different stamp at the same path
+// means the file was changed or replaced since.
+struct FileStamp {
+  uint64_t dev = 0, ino = 0, size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
 struct Model {
   Catalog catalog;
+  uint64_t id_ = 0;                     // catalog.model_id(), or a variant of it (see ModelRegistry)
+  std::vector<FileStamp> stamps;        // parallel to catalog.files()
   std::string path;                     // as the first opener gave it, resolved
   std::vector<ModelFile> files;         // parallel to catalog.files()
   std::vector<LayerSlotLayout> layouts; // parallel to catalog.layers()
@@ -40,7 +50,7 @@ struct Model {
   ~Model() {
     for (auto& f : files) close_model_file(&f);
   }
-  uint64_t id() const { return catalog.model_id(); }
+  uint64_t id() const { return id_; }
   // Index into catalog.layers() of MoE layer `layer`, or -1.
   int layer_pos(uint32_t layer) const {
     const MoeLayer* l = catalog.layer(layer);

@@ -1,9 +1,23 @@
 #include "daemon/model_registry.h"
 
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
 #include <climits>
 #include <cstdlib>
 
 namespace moepool {
+namespace {
+
+Result<FileStamp> stamp_of(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path, errno);
+  return FileStamp{st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size),
+                   st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec};
+}
+
+}  // namespace
 
 ModelRegistry::ModelRegistry(std::vector<std::string> roots, ExpertCache* cache)
     : roots_(std::move(roots)), cache_(cache) {}
@@ -41,14 +55,41 @@ Result<std::shared_ptr<Model>> ModelRegistry::open(const std::string& path, uint
       return PermissionDenied("split part '" + f.path + "' is outside the model roots");
   if (catalog->layers().empty())
     return InvalidArgument("'" + path + "' has no routed-expert tensors (blk.N.ffn_*_exps.weight)");
-  if (auto existing = find(catalog->model_id())) {
-    std::lock_guard<std::mutex> lock(mu_);
-    openers_[existing->id()].insert(session);
-    return existing;
+  std::vector<FileStamp> stamps;
+  for (const CatalogFile& f : catalog->files()) {
+    auto st = stamp_of(f.path);
+    if (!st.ok()) return st.status();
+    stamps.push_back(*st);
+  }
+  // Same content as a model already open: share it — unless this is the very file that
+  // model was opened from and it has changed since (rewritten or replaced): its old
+  // experts must not be served for it, so it becomes a model of its own.
+  uint64_t id = catalog->model_id();
+  if (auto existing = find(id)) {
+    bool same_files = existing->catalog.files().size() == catalog->files().size();
+    for (size_t i = 0; same_files && i < stamps.size(); ++i)
+      same_files = existing->catalog.files()[i].path == catalog->files()[i].path;
+    if (!same_files || existing->stamps == stamps) {
+      std::lock_guard<std::mutex> lock(mu_);
+      openers_[existing->id()].insert(session);
+      return existing;
+    }
+    id = XXH64(stamps.data(), stamps.size() * sizeof(FileStamp), id);
+    if (auto changed = find(id)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      openers_[changed->id()].insert(session);
+      return changed;
+    }
+    auto [evicted, pinned] = cache_->evict_model(existing->id());
+    spdlog::warn("model file '{}' changed since it was opened; serving it as a new model "
+                 "(dropped {} cached experts of the old one, {} still pinned)",
+                 real, evicted, pinned);
   }
 
   auto model = std::make_shared<Model>();
   model->catalog = std::move(catalog).value();
+  model->id_ = id;
+  model->stamps = std::move(stamps);
   model->path = real;
   for (const CatalogFile& f : model->catalog.files()) {
     auto file = open_model_file(f.path);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/catalog.h"
 #include "tests/integration/daemon_harness.h"
 
 namespace moepool::testing {
@@ -183,6 +184,38 @@ TEST_F(DaemonFixture, TwoWorkersOfOneModelShareOneCopy) {
   EXPECT_EQ((*la)[0].slot_id, (*lb)[0].slot_id);
   EXPECT_EQ(0, std::memcmp((*la)[0].projections[0].data, (*lb)[0].projections[0].data,
                            (*la)[0].projections[0].bytes));
+}
+
+TEST_F(DaemonFixture, ModelRewrittenInPlaceIsServedFromTheNewBytes) {
+  std::string model = synth("m.gguf", small_model());
+  start_daemon("4M");
+  auto c = connect();
+  auto before = c->open_model(model);
+  ASSERT_TRUE(before.ok());
+  std::vector<uint32_t> e = {1};
+  auto l = c->acquire(before->id, 0, e);
+  ASSERT_TRUE(l.ok());
+  ASSERT_TRUE(c->release(*l).ok());  // resident, cached by the daemon
+
+  // Flip a byte in the middle of that expert, in place.
+  auto cat = Catalog::open(model);
+  ASSERT_TRUE(cat.ok());
+  Extent x = cat->layer(0)->projections[0].expert_extent(1);
+  int fd = ::open(model.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint8_t byte = 0;
+  off_t at = static_cast<off_t>(x.offset + x.bytes / 2);
+  ASSERT_EQ(::pread(fd, &byte, 1, at), 1);
+  byte ^= 0x5a;
+  ASSERT_EQ(::pwrite(fd, &byte, 1, at), 1);
+  ::close(fd);
+
+  auto after = c->open_model(model);
+  ASSERT_TRUE(after.ok()) << after.status().to_string();
+  EXPECT_NE(after->id, before->id) << "a changed file is not the model that was cached";
+  Process w({test_bin("test_worker"), socket_, model, "0", "1"});
+  std::string out = w.read_all();
+  EXPECT_EQ(w.wait(), 0) << "the worker must see the file's new bytes: " << out;
 }
 
 TEST_F(DaemonFixture, GarbageOnTheSocketsLeavesTheDaemonServing) {

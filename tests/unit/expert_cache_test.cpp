@@ -71,6 +71,7 @@ class ExpertCacheTest : public ::testing::Test {
     auto cat = Catalog::open(path_);
     ASSERT_TRUE(cat.ok()) << cat.status().to_string();
     model_->catalog = std::move(cat).value();
+    model_->id_ = model_->catalog.model_id();
     auto file = open_model_file(path_);
     ASSERT_TRUE(file.ok());
     model_->files.push_back(std::move(file).value());
