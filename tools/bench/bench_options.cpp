@@ -13,7 +13,8 @@ ParsedCommandLine parse_bench_options(int argc, char** argv) {
       "libmoepool, acquiring each step's experts layer by layer, optionally checking every "
       "leased byte against the model file. Prints per-worker and total hit rate, disk bytes "
       "and acquire latency; the last line is 'verified <bytes> bytes, <n> mismatches'. Exits "
-      "non-zero on any mismatch or worker error.",
+      "non-zero on any mismatch or worker error. An acquire refused because other workers pin "
+      "every slot is retried (1 ms apart, up to 1000 times; the wait counts in its latency).",
       "moepool-bench"};
   app.add_option("--socket", o.socket, "moepoold's Unix socket")->required();
   app.add_option("--model", o.model, "GGUF model file (under one of the daemon's model roots)")

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "moepool/client.h"
@@ -17,6 +18,9 @@
 
 namespace moepool::bench {
 namespace {
+
+// Retries of an acquire refused with kResourceExhausted (slots pinned by other workers).
+constexpr int kAcquireRetries = 1000;
 
 using Clock = std::chrono::steady_clock;
 
@@ -112,6 +116,14 @@ class Replayer {
     distinct_experts(trace_->step_layer(step, l), trace_->shape().top_k, &experts);
     const auto t0 = Clock::now();
     auto leases = client_->acquire(model_.id, layer, experts);
+    // The daemon refuses rather than waits when other workers pin every slot; like an
+    // engine, back off and retry a bounded number of times (counted in the latency).
+    for (int retry = 0; retry < kAcquireRetries && !leases.ok() &&
+                        leases.status().code() == Code::kResourceExhausted;
+         ++retry) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      leases = client_->acquire(model_.id, layer, experts);
+    }
     const auto t1 = Clock::now();
     ++r_->acquire_calls;
     r_->acquire_ns.push_back(static_cast<uint64_t>(
