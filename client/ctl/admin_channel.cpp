@@ -1,5 +1,7 @@
 #include "admin_channel.h"
 
+#include "common/daemon_socket.h"
+
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,32 +17,6 @@ namespace {
 constexpr auto kConnectTimeout = std::chrono::seconds(5);
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
-Status unreachable(const std::string& path, const std::string& reason) {
-  return Unavailable("cannot reach moepoold at " + path + ": " + reason);
-}
-
-// A plain connect() tells, with errno, why nothing answers ("No such file or directory",
-// "Connection refused", "Permission denied") where gRPC would only say "unavailable".
-Status probe(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty()) return unreachable("\"\"", "empty socket path");
-  if (path.size() >= sizeof(addr.sun_path)) {
-    return unreachable(path,
-                       "path longer than " + std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return unreachable(path, std::string("socket: ") + std::strerror(errno));
-  int rc;
-  do {
-    rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-  } while (rc != 0 && errno == EINTR);
-  int err = errno;
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : unreachable(path, std::strerror(err));
-}
-
 }  // namespace
 
 std::string default_socket_path() {
@@ -50,7 +26,7 @@ std::string default_socket_path() {
 }
 
 Result<std::unique_ptr<AdminChannel>> AdminChannel::connect(const std::string& socket_path) {
-  MOEPOOL_RETURN_IF_ERROR(probe(socket_path));
+  MOEPOOL_RETURN_IF_ERROR(probe_daemon_socket(socket_path));
   auto ch = std::make_unique<AdminChannel>();
   ch->path_ = socket_path;
   grpc::ChannelArguments args;
@@ -58,7 +34,7 @@ Result<std::unique_ptr<AdminChannel>> AdminChannel::connect(const std::string& s
   ch->channel_ =
       grpc::CreateCustomChannel("unix:" + socket_path, grpc::InsecureChannelCredentials(), args);
   if (!ch->channel_->WaitForConnected(std::chrono::system_clock::now() + kConnectTimeout)) {
-    return unreachable(socket_path,
+    return daemon_unreachable(socket_path,
                        "the socket accepts connections but gRPC did not connect "
                        "within 5 s (is it moepoold?)");
   }
@@ -77,7 +53,7 @@ Status AdminChannel::error(const grpc::Status& st, const char* rpc) const {
   switch (st.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return unreachable(path_, std::string(rpc) + ": " + msg);
+      return daemon_unreachable(path_, std::string(rpc) + ": " + msg);
     case grpc::StatusCode::PERMISSION_DENIED:
       return PermissionDenied(std::string(rpc) + ": " + msg);
     case grpc::StatusCode::NOT_FOUND:

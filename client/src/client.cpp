@@ -5,6 +5,8 @@
 // stream are thread-safe).
 #include "moepool/client.h"
 
+#include "common/daemon_socket.h"
+
 #include <grpcpp/grpcpp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -30,34 +32,6 @@ namespace {
 constexpr auto kConnectTimeout = std::chrono::seconds(5);
 // Admin calls are cheap for the daemon; a reply this late means it is wedged.
 constexpr auto kAdminTimeout = std::chrono::seconds(30);
-
-Status unreachable(const std::string& path, const std::string& reason, Code code) {
-  return {code, "cannot reach moepoold at " + path + ": " + reason};
-}
-
-// Connects a plain Unix socket to `path` to learn, with errno, why the daemon is not
-// there ("No such file or directory", "Connection refused", "Permission denied").
-Status probe_socket(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty()) return InvalidArgument("moepoold socket path is empty");
-  if (path.size() >= sizeof(addr.sun_path)) {
-    return InvalidArgument("moepoold socket path is longer than " +
-                           std::to_string(sizeof(addr.sun_path) - 1) + " bytes: " + path);
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::FromErrno("socket", errno);
-  int rc;
-  do {
-    rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-  } while (rc != 0 && errno == EINTR);
-  int err = errno;
-  ::close(fd);
-  if (rc == 0) return Status::Ok();
-  Code code = (err == EACCES || err == EPERM) ? Code::kPermissionDenied : Code::kUnavailable;
-  return unreachable(path, std::strerror(err), code);
-}
 
 grpc::ClientContext* with_deadline(grpc::ClientContext* ctx, std::chrono::seconds timeout) {
   ctx->set_deadline(std::chrono::system_clock::now() + timeout);
@@ -114,7 +88,7 @@ class Client::Impl {
 
 Result<std::unique_ptr<Client::Impl>> Client::Impl::connect(const std::string& socket_path,
                                                             const std::string& client_name) {
-  MOEPOOL_RETURN_IF_ERROR(probe_socket(socket_path));
+  MOEPOOL_RETURN_IF_ERROR(probe_daemon_socket(socket_path));
   auto impl = std::make_unique<Impl>();
   impl->socket_path_ = socket_path;
   grpc::ChannelArguments args;
@@ -122,7 +96,7 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::connect(const std::string& s
   impl->channel_ =
       grpc::CreateCustomChannel("unix:" + socket_path, grpc::InsecureChannelCredentials(), args);
   if (!impl->channel_->WaitForConnected(std::chrono::system_clock::now() + kConnectTimeout)) {
-    return unreachable(socket_path,
+    return daemon_unreachable(socket_path,
                        "the socket accepts connections but gRPC did not connect within " +
                            std::to_string(kConnectTimeout.count()) + " s (is it moepoold?)",
                        Code::kUnavailable);
@@ -139,7 +113,7 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::connect(const std::string& s
     Status st = rpc::from_grpc(gs, "Attach");
     if (gs.error_code() == grpc::StatusCode::UNAVAILABLE ||
         gs.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      return unreachable(socket_path, st.message(), st.code());
+      return daemon_unreachable(socket_path, st.message(), st.code());
     }
     return st;
   }
