@@ -13,7 +13,7 @@ namespace moepool {
 namespace {
 
 // GGUF value type tags (gguf_type in ggml's gguf.h).
-constexpr uint32_t kTagU8 = 0, kTagI32 = 5, kTagF32 = 6, kTagBool = 7, kTagString = 8,
+constexpr uint32_t kTagU8 = 0, kTagU16 = 2, kTagI32 = 5, kTagF32 = 6, kTagBool = 7, kTagString = 8,
                    kTagArray = 9, kTagU32 = 4, kTagU64 = 10;
 constexpr size_t kChunkBytes = size_t{1} << 20;
 constexpr uint64_t kSaturated = std::numeric_limits<uint64_t>::max();
@@ -84,6 +84,13 @@ GgufWriter::GgufWriter(uint32_t version, uint32_t alignment)
 void GgufWriter::add_u8(const std::string& key, uint8_t v) {
   Kv kv{key, {}};
   put(kv.encoded, kTagU8);
+  put(kv.encoded, v);
+  kvs_.push_back(std::move(kv));
+}
+
+void GgufWriter::add_u16(const std::string& key, uint16_t v) {
+  Kv kv{key, {}};
+  put(kv.encoded, kTagU16);
   put(kv.encoded, v);
   kvs_.push_back(std::move(kv));
 }

@@ -24,6 +24,7 @@ class GgufWriter {
   explicit GgufWriter(uint32_t version = 3, uint32_t alignment = 32);
 
   void add_u8(const std::string& key, uint8_t v);
+  void add_u16(const std::string& key, uint16_t v);
   void add_u32(const std::string& key, uint32_t v);
   void add_i32(const std::string& key, int32_t v);
   void add_u64(const std::string& key, uint64_t v);

@@ -170,9 +170,9 @@ Result<SynthLayout> build(const SynthSpec& spec_in,
     ws.push_back(std::make_unique<GgufWriter>());
     if (k == 0) add_metadata(s, *ws[k]);
     if (s.split > 1) {
-      // llama.cpp writes these as u16; GgufWriter has no u16 adder, so they are u32.
-      ws[k]->add_u32("split.no", k);
-      ws[k]->add_u32("split.count", s.split);
+      // u16, as llama.cpp's gguf-split writes them and its loader expects.
+      ws[k]->add_u16("split.no", static_cast<uint16_t>(k));
+      ws[k]->add_u16("split.count", static_cast<uint16_t>(s.split));
       ws[k]->add_i32("split.tensors.count", static_cast<int32_t>(planned.size()));
     }
   }

@@ -50,7 +50,7 @@ struct SynthSpec {
 inline constexpr uint32_t kSynthMaxLayers = 4096;
 inline constexpr uint32_t kSynthMaxExperts = 65536;
 inline constexpr uint64_t kSynthMaxDim = uint64_t{1} << 20;
-inline constexpr uint32_t kSynthMaxSplit = 99999;
+inline constexpr uint32_t kSynthMaxSplit = 65535;  // split.count is a u16 in GGUF
 inline constexpr uint64_t kSynthMaxModelBytes = uint64_t{1} << 50;
 
 // Returns true iff `type` can hold expert weights (float and quant storage types; not

@@ -219,8 +219,9 @@ TEST_F(SynthTest, SplitModelHasTheSameExpertsAndBytes) {
     EXPECT_GT(b->files[k].tensor_count, 0u);
     Result<GgufFile> f = GgufFile::open(b->files[k].path);
     ASSERT_TRUE(f.ok()) << f.status().to_string();
-    EXPECT_EQ(f->get_uint("split.no"), uint64_t{k});
-    EXPECT_EQ(f->get_uint("split.count"), uint64_t{3});
+    // u16, as llama.cpp's gguf-split writes them and its loader reads them.
+    EXPECT_EQ(f->get_u16("split.no"), uint16_t(k));
+    EXPECT_EQ(f->get_u16("split.count"), uint16_t{3});
     EXPECT_EQ(f->get_i32("split.tensors.count"), static_cast<int32_t>(b->tensors.size()));
     EXPECT_EQ(f->get_string("general.architecture").has_value(), k == 0);
   }

@@ -82,7 +82,7 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--split", spec.split,
                  "Write the model as N complete GGUF files, llama.cpp gguf-split style: "
-                 "tensors in order, metadata in the first, split.no/count (u32) and "
+                 "tensors in order, metadata in the first, split.no/count (u16) and "
                  "split.tensors.count (i32) in each")
       ->capture_default_str();
   app.add_option("--arch", arch_name,
