@@ -40,12 +40,24 @@ std::string blk(uint32_t l, const char* suffix) {
   return "blk." + std::to_string(l) + "." + suffix;
 }
 
+// The optional per-expert extras of one expert projection tensor (see synth_model.h).
+void plan_extras(const SynthSpec& s, uint32_t l, const char* proj, uint64_t rows,
+                 std::vector<Planned>& t) {
+  const int32_t L = static_cast<int32_t>(l);
+  const std::string base = std::string("ffn_") + proj + "_exps.";
+  if (s.expert_bias)
+    t.push_back({blk(l, (base + "bias").c_str()), GgmlType::F32, {rows, s.experts}, L, {}});
+  if (s.expert_scale)
+    t.push_back({blk(l, (base + "scale").c_str()), GgmlType::F32, {s.experts}, L, {}});
+}
+
 // Every tensor of the model in file order.
 std::vector<Planned> plan_tensors(const SynthSpec& s) {
   std::vector<Planned> t;
   const GgmlType f32 = GgmlType::F32, f16 = GgmlType::F16;
   const uint64_t e = s.embd, f = s.ffn, n = s.experts;
   const Heads h = heads_for(e);
+  const bool qwen3 = s.arch == SynthArch::kQwen3Moe;
   auto add = [&](std::string name, GgmlType type, std::vector<uint64_t> ne, int32_t layer,
                  std::optional<ProjKind> proj = std::nullopt) {
     t.push_back({std::move(name), type, std::move(ne), layer, proj});
@@ -63,6 +75,15 @@ std::vector<Planned> plan_tensors(const SynthSpec& s) {
       add(blk(l, "attn_v.weight"), f16, {e, kv}, L);
       add(blk(l, "attn_v.bias"), f32, {kv}, L);
       add(blk(l, "attn_output.weight"), f16, {e, e}, L);
+    } else if (qwen3) {
+      const SynthHeads q = synth_qwen3moe_heads(e);
+      const uint64_t qd = q.head_dim * q.n_head, kv = q.head_dim * q.n_head_kv;
+      add(blk(l, "attn_q.weight"), f16, {e, qd}, L);
+      add(blk(l, "attn_k.weight"), f16, {e, kv}, L);
+      add(blk(l, "attn_v.weight"), f16, {e, kv}, L);
+      add(blk(l, "attn_output.weight"), f16, {qd, e}, L);
+      add(blk(l, "attn_q_norm.weight"), f32, {q.head_dim}, L);
+      add(blk(l, "attn_k_norm.weight"), f32, {q.head_dim}, L);
     } else {
       add(blk(l, "attn_q.weight"), f16, {e, h.n_head * (kDsQkNope + kDsQkRope)}, L);
       add(blk(l, "attn_kv_a_mqa.weight"), f16, {e, kDsKvLoraRank + kDsQkRope}, L);
@@ -74,11 +95,16 @@ std::vector<Planned> plan_tensors(const SynthSpec& s) {
     add(blk(l, "ffn_gate_inp.weight"), f32, {e, n}, L);  // the router
     if (s.fused) {
       add(blk(l, "ffn_gate_up_exps.weight"), s.type, {e, 2 * f, n}, L, ProjKind::kGateUp);
+      plan_extras(s, l, "gate_up", 2 * f, t);
     } else {
       add(blk(l, "ffn_gate_exps.weight"), s.type, {e, f, n}, L, ProjKind::kGate);
+      plan_extras(s, l, "gate", f, t);
       add(blk(l, "ffn_up_exps.weight"), s.type, {e, f, n}, L, ProjKind::kUp);
+      plan_extras(s, l, "up", f, t);
     }
     add(blk(l, "ffn_down_exps.weight"), s.type, {f, e, n}, L, ProjKind::kDown);
+    plan_extras(s, l, "down", e, t);
+    if (qwen3) continue;  // no shared experts
     if (s.arch == SynthArch::kQwen2Moe) add(blk(l, "ffn_gate_inp_shexp.weight"), f32, {e}, L);
     add(blk(l, "ffn_gate_shexp.weight"), f16, {e, f}, L);
     add(blk(l, "ffn_up_shexp.weight"), f16, {e, f}, L);
@@ -106,7 +132,14 @@ void add_metadata(const SynthSpec& s, GgufWriter& w) {
   w.add_u32(a + ".expert_used_count", s.top_k);
   w.add_u32(a + ".vocab_size", static_cast<uint32_t>(kVocab));
   w.add_f32(a + ".attention.layer_norm_rms_epsilon", kRmsEps);
-  if (s.arch == SynthArch::kQwen2Moe) {
+  if (s.arch == SynthArch::kQwen3Moe) {
+    const SynthHeads q = synth_qwen3moe_heads(s.embd);
+    w.add_u32(a + ".attention.head_count", static_cast<uint32_t>(q.n_head));
+    w.add_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(q.n_head_kv));
+    w.add_u32(a + ".attention.key_length", static_cast<uint32_t>(q.head_dim));
+    w.add_u32(a + ".attention.value_length", static_cast<uint32_t>(q.head_dim));
+    w.add_f32(a + ".rope.freq_base", 1000000.0f);
+  } else if (s.arch == SynthArch::kQwen2Moe) {
     w.add_u32(a + ".expert_shared_feed_forward_length", static_cast<uint32_t>(s.ffn));
     w.add_u32(a + ".attention.head_count", static_cast<uint32_t>(h.n_head));
     w.add_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(h.n_head_kv));
@@ -154,7 +187,7 @@ Result<SynthLayout> build(const SynthSpec& spec_in,
   SynthLayout lay;
   lay.spec = spec_in;
   SynthSpec& s = lay.spec;
-  if (s.top_k == 0) s.top_k = std::min<uint32_t>(8, s.experts);
+  if (s.top_k == 0) s.top_k = synth_default_top_k(s.arch, s.experts);
 
   std::vector<Planned> planned = plan_tensors(s);
   std::vector<uint64_t> sizes;
@@ -224,13 +257,45 @@ Result<SynthLayout> build(const SynthSpec& spec_in,
 }  // namespace
 
 std::string_view synth_arch_name(SynthArch arch) {
-  return arch == SynthArch::kDeepseek2 ? "deepseek2" : "qwen2moe";
+  switch (arch) {
+    case SynthArch::kDeepseek2:
+      return "deepseek2";
+    case SynthArch::kQwen3Moe:
+      return "qwen3moe";
+    default:
+      return "qwen2moe";
+  }
 }
 
 std::optional<SynthArch> synth_arch_by_name(std::string_view name) {
   if (name == "qwen2moe") return SynthArch::kQwen2Moe;
   if (name == "deepseek2") return SynthArch::kDeepseek2;
+  if (name == "qwen3moe") return SynthArch::kQwen3Moe;
   return std::nullopt;
+}
+
+SynthSpec synth_default_spec(SynthArch arch) {
+  SynthSpec s;
+  s.arch = arch;
+  if (arch == SynthArch::kQwen3Moe) {
+    s.layers = 4;
+    s.experts = 8;
+    s.embd = 256;
+    s.ffn = 256;
+    s.type = GgmlType::Q4_K;
+  }
+  return s;
+}
+
+uint32_t synth_default_top_k(SynthArch arch, uint32_t experts) {
+  const uint32_t k = arch == SynthArch::kQwen3Moe ? std::clamp<uint32_t>(experts / 4, 2, 8) : 8;
+  return std::min(k, experts);
+}
+
+SynthHeads synth_qwen3moe_heads(uint64_t embd) {
+  const uint64_t dim = embd % 64 == 0 ? 64 : 32;
+  const uint64_t n = std::max<uint64_t>(1, embd / dim);
+  return {n, n % 2 == 0 ? n / 2 : n, dim};
 }
 
 bool synth_expert_type_ok(GgmlType type) {
@@ -271,6 +336,25 @@ Status synth_validate(const SynthSpec& s) {
   if (s.top_k > s.experts)
     return InvalidArgument("top-k " + std::to_string(s.top_k) + " is more than the " +
                            std::to_string(s.experts) + " experts");
+  if (s.arch == SynthArch::kQwen3Moe) {
+    // What llama.cpp's qwen3moe loader and graph accept (llama-hparams.h, qwen3moe.cpp).
+    const char* why = " for qwen3moe (llama.cpp's limit)";
+    if (s.layers > kSynthQwen3MaxLayers)
+      return InvalidArgument("layers " + std::to_string(s.layers) + " is more than " +
+                             std::to_string(kSynthQwen3MaxLayers) + why);
+    if (s.experts > kSynthQwen3MaxExperts)
+      return InvalidArgument("experts " + std::to_string(s.experts) + " is more than " +
+                             std::to_string(kSynthQwen3MaxExperts) + why);
+    if (s.embd % 32 != 0)
+      return InvalidArgument("embd " + std::to_string(s.embd) +
+                             " is not a multiple of 32, the smallest qwen3moe head size");
+    if (s.fused)
+      return InvalidArgument(
+          "fused: llama.cpp's qwen3moe has no fused ffn_gate_up_exps; drop --fused");
+    if (s.type == GgmlType::Q8_K)
+      return InvalidArgument(
+          "type q8_K is ggml's activation type; llama.cpp cannot multiply qwen3moe experts by it");
+  }
   auto traits = ggml_type_traits(static_cast<uint32_t>(s.type));
   if (!traits || !synth_expert_type_ok(s.type))
     return InvalidArgument("type " + std::string(ggml_type_name(s.type)) +

@@ -6,6 +6,13 @@
 // (or one fused blk.L.ffn_gate_up_exps.weight [embd, 2*ffn, experts]) of the chosen type,
 // plus small F32/F16 non-expert tensors of real shape (embeddings, attention, norms,
 // router, shared experts) and plausible qwen2moe or deepseek2 metadata.
+// qwen3moe models are complete: every tensor and key llama.cpp's qwen3moe loader requires
+// (no shared experts, attention q/k norms, separate output.weight), so a stock llama.cpp
+// loads and decodes them (token ids only: tokenizer.ggml.model is "no_vocab").
+// Optional extras any arch can carry, which engines that stream experts must detect:
+//   expert_bias:  blk.L.ffn_{gate,up}_exps.bias F32 [ffn, experts] (gate_up: [2*ffn, ...])
+//                 and blk.L.ffn_down_exps.bias F32 [embd, experts]
+//   expert_scale: blk.L.ffn_{gate,up,down}_exps.scale F32 [experts] (or gate_up_exps.scale)
 // Tensor contents are synth_fill(seed, name, type, offset): a pure function, so tests and
 // `moepool-bench --verify` check any byte range of any tensor without the writer's help.
 // The seed is also stored in the file as moepool.synth.seed (u64).
@@ -25,13 +32,13 @@
 
 namespace moepool {
 
-enum class SynthArch : uint8_t { kQwen2Moe, kDeepseek2 };
-// Returns "qwen2moe" or "deepseek2" (the general.architecture value).
+enum class SynthArch : uint8_t { kQwen2Moe, kDeepseek2, kQwen3Moe };
+// Returns "qwen2moe", "deepseek2" or "qwen3moe" (the general.architecture value).
 std::string_view synth_arch_name(SynthArch arch);
 // Returns the architecture called `name`, or nullopt.
 std::optional<SynthArch> synth_arch_by_name(std::string_view name);
 
-// What to generate. Zero top_k means min(8, experts).
+// What to generate. Zero top_k means synth_default_top_k(arch, experts).
 struct SynthSpec {
   std::string out;  // file to write; with split > 1 the base of the part names
   uint32_t layers = 2;
@@ -44,7 +51,24 @@ struct SynthSpec {
   SynthArch arch = SynthArch::kQwen2Moe;
   uint32_t top_k = 0;
   bool fused = false;
+  bool expert_bias = false;   // add blk.L.ffn_*_exps.bias tensors (see above)
+  bool expert_scale = false;  // add blk.L.ffn_*_exps.scale tensors (see above)
 };
+
+// Returns the default shape of `arch` for moepool-synth: for qwen3moe 4 layers x 8
+// experts, embd 256, ffn 256, q4_K (every expert projection a multiple of 4 KiB for f32,
+// f16, q8_0 and q4_K); for the others the SynthSpec member defaults. `out` is empty.
+SynthSpec synth_default_spec(SynthArch arch);
+// Returns the experts used per token when a spec leaves top_k 0: for qwen3moe
+// clamp(experts / 4, 2, 8), otherwise 8; never more than `experts`.
+uint32_t synth_default_top_k(SynthArch arch, uint32_t experts);
+
+// qwen3moe attention: head_dim 64 (32 when embd is not a multiple of 64), embd / head_dim
+// query heads, half as many KV heads when that count is even.
+struct SynthHeads {
+  uint64_t n_head, n_head_kv, head_dim;
+};
+SynthHeads synth_qwen3moe_heads(uint64_t embd);
 
 // Limits enforced by synth_validate.
 inline constexpr uint32_t kSynthMaxLayers = 4096;
@@ -52,6 +76,9 @@ inline constexpr uint32_t kSynthMaxExperts = 65536;
 inline constexpr uint64_t kSynthMaxDim = uint64_t{1} << 20;
 inline constexpr uint32_t kSynthMaxSplit = 65535;  // split.count is a u16 in GGUF
 inline constexpr uint64_t kSynthMaxModelBytes = uint64_t{1} << 50;
+// llama.cpp's LLAMA_MAX_LAYERS and LLAMA_MAX_EXPERTS, enforced for qwen3moe.
+inline constexpr uint32_t kSynthQwen3MaxLayers = 512;
+inline constexpr uint32_t kSynthQwen3MaxExperts = 1024;
 
 // Returns true iff `type` can hold expert weights (float and quant storage types; not
 // q8_1, integer or f64 types).
@@ -60,8 +87,10 @@ bool synth_expert_type_ok(GgmlType type);
 std::vector<GgmlType> synth_expert_types();
 
 // Checks a spec: counts in range, embd and ffn multiples of the type's block size, an
-// expert-capable type, top_k <= experts, split <= number of tensors, under 1 PiB. The error names
-// the field ("ffn 500 is not a multiple of the q4_K block size 256").
+// expert-capable type, top_k <= experts, split <= number of tensors, under 1 PiB; for
+// qwen3moe also embd a multiple of 32, llama.cpp's layer and expert limits, no fused
+// gate_up, no q8_K experts. The error names the field ("ffn 500 is not a multiple of the
+// q4_K block size 256").
 Status synth_validate(const SynthSpec& spec);
 
 // Returns the path of part `index` (0-based) of `count`: "/x/model.gguf" ->

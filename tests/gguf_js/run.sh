@@ -77,6 +77,9 @@ case_ fused     model.gguf -- --fused --layers 2 --experts 8 --embd 128 --ffn 64
 case_ ds2_fused_split model-00001-of-00002.gguf -- --arch deepseek2 --fused --split 2 --layers 2 --experts 4 --embd 256 --ffn 256 --type iq2_xxs
 case_ bf16      model.gguf -- --layers 1 --experts 2 --embd 32 --ffn 32 --type bf16
 case_ tq1_0     model.gguf -- --layers 2 --experts 4 --embd 256 --ffn 256 --type tq1_0
+case_ qwen3moe_default model.gguf -- --arch qwen3moe
+case_ qwen3moe_q8_0 model.gguf -- --arch qwen3moe --layers 3 --experts 16 --top-k 4 --embd 512 --type q8_0
+case_ qwen3moe_bias_scale_split model-00002-of-00002.gguf -- --arch qwen3moe --expert-bias --expert-scale --split 2 --type f16
 
 # Bad arguments: a clear message and exit code 2, and no file left behind.
 usage_case() {
@@ -96,6 +99,21 @@ usage_case() {
 usage_case ffn_not_block_multiple --layers 2 --experts 4 --embd 256 --ffn 500 --type q4_K
 usage_case zero_experts --layers 2 --experts 0 --embd 256 --ffn 512 --type q4_K
 usage_case unknown_type --layers 2 --experts 4 --embd 256 --ffn 512 --type q9_X
+usage_case qwen3moe_fused --arch qwen3moe --fused
+usage_case qwen3moe_q8_K --arch qwen3moe --type q8_K
+usage_case qwen3moe_embd --arch qwen3moe --type f32 --embd 48
+usage_case qwen2moe_needs_shape --arch qwen2moe --layers 2
+
+# --dry-run prints the layout and writes nothing.
+out=$("$synth" --out "$work/dry.gguf" --arch qwen3moe --dry-run --layers 48 --experts 128 --top-k 8 \
+  --embd 2048 --ffn 768 --type q4_K 2>&1)
+if [ $? -eq 0 ] && [ ! -e "$work/dry.gguf" ] && echo "$out" | grep -q "would write 1 file, 16.36 GiB"; then
+  echo "ok dry-run: $(echo "$out" | head -1)"
+  passed=$((passed + 1))
+else
+  echo "FAIL dry-run: $out"
+  failed=$((failed + 1)); failures+=("dry-run")
+fi
 
 echo "$passed passed, $failed failed${failures[*]:+ (${failures[*]})}"
 [ "$failed" -eq 0 ]
