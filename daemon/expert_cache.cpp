@@ -14,6 +14,17 @@ struct ExpertCache::AcquireOp {
   AcquireDone done;
 };
 
+namespace {
+
+// The read of projection `t` of `expert` into `region`, its bytes placed at data_at (file
+// left unset: the caller knows the model's open files).
+ReadSpan span_of(const ProjTensor& t, uint32_t expert, uint8_t* region, uint64_t data_at) {
+  Extent x = t.expert_extent(expert);
+  return ReadSpan{nullptr, x.offset, x.bytes, region, data_at};
+}
+
+}  // namespace
+
 ExpertCache::ExpertCache(Pool* pool, IoEngine* io)
     : pool_(pool), io_(io), table_(pool->control()) {
   totals_.pool_bytes = pool->pool_bytes();
@@ -28,15 +39,18 @@ Status ExpertCache::prepare_model(Model* model) {
     LayerSlotLayout layout;
     uint64_t at = 0;
     for (const ProjTensor& p : layer.projections) {
-      // The region must hold the aligned superset of every expert's extent; where the
-      // expert size is not a multiple of 4096 the misalignment differs per expert.
+      // One place per projection for every expert: where an O_DIRECT read lands expert 0.
+      // The region must also hold the aligned superset of every other expert's extent; where
+      // the expert size is not a multiple of 4096 the misalignment differs per expert, and
+      // the I/O engine moves those experts' bytes to the layer's place after the read.
+      const uint64_t data_at = data_offset_in_region(p.expert_extent(0).offset);
       uint64_t need = 0;
       for (uint32_t e = 0; e < layer.n_experts; ++e) {
-        Extent x = p.expert_extent(e);
-        need = std::max(need, region_bytes_for(x.offset, x.bytes));
+        need = std::max(need, region_capacity_for(span_of(p, e, nullptr, data_at)));
         if (p.expert_bytes % kIoAlign == 0) break;  // same misalignment for all
       }
       layout.region_offset.push_back(at);
+      layout.proj_offset.push_back(at + data_at);
       at += need;
     }
     layout.stride = at;
@@ -209,10 +223,11 @@ ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<
   uint8_t* base = pool_->slot_data(slot);
   for (size_t p = 0; p < layer.projections.size(); ++p) {
     const ProjTensor& t = layer.projections[p];
-    Extent x = t.expert_extent(expert);
     uint64_t region = layout.region_offset[p];
-    s.places.push_back({t.kind, region + data_offset_in_region(x.offset), x.bytes});
-    req.spans.push_back({&model->files[x.file_index], x.offset, x.bytes, base + region});
+    ReadSpan span = span_of(t, expert, base + region, layout.proj_offset[p] - region);
+    span.file = &model->files[t.expert_extent(expert).file_index];
+    s.places.push_back({t.kind, layout.proj_offset[p], span.bytes});
+    req.spans.push_back(span);
   }
   req.done = [this, slot](Status st) { on_read_done(slot, std::move(st)); };
   return req;

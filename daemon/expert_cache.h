@@ -33,7 +33,7 @@ namespace moepool {
 
 struct ProjectionPlace {
   ProjKind kind;
-  uint64_t offset;  // inside the slot
+  uint64_t offset;  // inside the slot; the same for every expert of a layer
   uint64_t bytes;
 };
 

@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <system_error>
@@ -25,13 +27,27 @@ constexpr uint64_t kMaxOpBytes = 1ULL << 30;  // an SQE length is 32-bit; stay w
 uint64_t round_down(uint64_t v, uint64_t a) { return v - v % a; }
 uint64_t round_up(uint64_t v, uint64_t a) { return round_down(v + a - 1, a); }
 
+Status check_mode(const std::string& mode) {
+  if (mode == "auto" || mode == "io_uring" || mode == "pread") return Status::Ok();
+  return InvalidArgument("io engine: unknown mode '" + mode + "' (want auto, io_uring or pread)");
+}
+
 bool log_this_error(uint64_t n) { return n <= 16 || n % 1024 == 0; }  // rate limit
+
+// Bytes an O_DIRECT read landed away from the span's data_at: moved once the request's
+// reads all succeeded.
+struct Move {
+  uint8_t* from;
+  uint8_t* to;
+  uint64_t bytes;
+};
 
 // Engine-thread state of one request.
 struct RequestState {
   ReadRequest req;
   uint32_t unfinished_ops = 0;  // reads queued or in flight
   Status error;                 // first failure; further reads of the request are dropped
+  std::vector<Move> moves;      // run before `done` when every read succeeded
 };
 
 // One device read of (part of) a span.
@@ -70,6 +86,12 @@ uint64_t region_bytes_for(uint64_t offset, uint64_t bytes) {
 }
 
 uint64_t data_offset_in_region(uint64_t offset) { return offset % kIoAlign; }
+
+uint64_t region_capacity_for(const ReadSpan& span) {
+  uint64_t direct = region_bytes_for(span.offset, span.bytes);
+  if (!span.data_at) return direct;
+  return std::max(direct, round_up(*span.data_at + span.bytes, kIoAlign));
+}
 
 class IoEngine::Impl {
  public:
@@ -124,6 +146,8 @@ class IoEngine::Impl {
     s.errors = errors_.load(std::memory_order_relaxed);
     s.demand_reads = demand_reads_.load(std::memory_order_relaxed);
     s.prefetch_reads = prefetch_reads_.load(std::memory_order_relaxed);
+    s.moves = moves_.load(std::memory_order_relaxed);
+    s.moved_bytes = moved_bytes_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -171,6 +195,7 @@ class IoEngine::Impl {
   Finished finished_;
 
   std::atomic<uint64_t> reads_{0}, bytes_read_{0}, errors_{0}, demand_reads_{0}, prefetch_reads_{0};
+  std::atomic<uint64_t> moves_{0}, moved_bytes_{0};
 };
 
 void IoEngine::Impl::run() {
@@ -217,6 +242,9 @@ Status IoEngine::Impl::validate(const ReadRequest& req) const {
     if (s.bytes == 0) return InvalidArgument(where + ": zero length");
     if (s.offset + s.bytes < s.offset)
       return InvalidArgument(where + ": offset + length overflows");
+    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max() - kIoAlign;
+    if (s.data_at && (s.bytes > kMax || *s.data_at > kMax - s.bytes))
+      return InvalidArgument(where + ": data_at + length overflows");
     if (s.region == nullptr || reinterpret_cast<uintptr_t>(s.region) % kIoAlign != 0) {
       return InvalidArgument(where + ": destination region is not 4096-aligned");
     }
@@ -249,16 +277,20 @@ void IoEngine::Impl::expand(const std::shared_ptr<RequestState>& state, const Re
   const uint64_t wanted_end = span.offset + span.bytes;
   uint64_t start, total, chunk;
   uint8_t* dst;
+  const uint64_t landed = data_offset_in_region(span.offset);  // where O_DIRECT puts them
+  const uint64_t data_at = span.data_at.value_or(landed);
   if (base.direct) {  // the aligned superset, from the start of the region
     start = round_down(span.offset, kIoAlign);
     total = region_bytes_for(span.offset, span.bytes);
     chunk = chunk_direct_;
     dst = span.region;
-  } else {  // just the wanted bytes, at the same place in the region
+    if (landed != data_at)
+      state->moves.push_back({span.region + landed, span.region + data_at, span.bytes});
+  } else {  // just the wanted bytes, straight to data_at
     start = span.offset;
     total = span.bytes;
     chunk = chunk_buffered_;
-    dst = span.region + data_offset_in_region(span.offset);
+    dst = span.region + data_at;
   }
   std::deque<PendingOp>& q = queue_of(*state);
   for (uint64_t done = 0; done < total; done += chunk) {
@@ -380,6 +412,14 @@ void IoEngine::Impl::fail(const std::shared_ptr<RequestState>& state, Status st)
 
 void IoEngine::Impl::op_finished(const std::shared_ptr<RequestState>& state) {
   if (--state->unfinished_ops != 0) return;
+  if (state->error.ok()) {
+    // Every read of the request is done, so nothing writes these regions any more.
+    for (const Move& m : state->moves) {
+      std::memmove(m.to, m.from, m.bytes);
+      moves_.fetch_add(1, std::memory_order_relaxed);
+      moved_bytes_.fetch_add(m.bytes, std::memory_order_relaxed);
+    }
+  }
   finished_.emplace_back(std::move(state->req.done), state->error);
 }
 
@@ -409,38 +449,45 @@ Result<std::unique_ptr<IoEngine>> IoEngine::create(Options options,
   if (options.max_request_bytes == 0) {
     return InvalidArgument("io engine: max_request_bytes must be > 0");
   }
-  if (options.mode != "auto" && options.mode != "io_uring" && options.mode != "pread") {
-    return InvalidArgument("io engine: unknown mode '" + options.mode +
-                           "' (want auto, io_uring or pread)");
-  }
-  std::string why;
-  if (backend) {
-    why = "backend supplied by the caller";
-  } else {
-    if (options.mode != "pread") {
-      auto uring = UringBackend::create(options.queue_depth);
-      if (uring.ok()) {
-        backend = std::move(uring).value();
-        why = options.mode == "auto" ? "io_uring available" : "mode io_uring";
-      } else if (options.mode == "io_uring") {
-        return Unavailable("io engine: mode io_uring: " + uring.status().message());
-      } else {
-        why = "io_uring unavailable (" + uring.status().message() + "), falling back";
-      }
-    } else {
-      why = "mode pread";
-    }
-    if (!backend) {
-      auto pread =
-          PreadBackend::create(std::max<uint32_t>(1, options.pread_threads), options.queue_depth);
-      if (!pread.ok()) return pread.status();
-      backend = std::move(pread).value();
-    }
+  MOEPOOL_RETURN_IF_ERROR(check_mode(options.mode));
+  std::string why = "backend supplied by the caller";
+  if (!backend) {
+    auto device = open_device(options, &why);
+    if (!device.ok()) return device.status();
+    backend = std::move(device).value();
   }
   auto impl = std::make_unique<Impl>(std::move(options), std::move(backend));
   MOEPOOL_RETURN_IF_ERROR(impl->start());
   spdlog::info("io engine: using {} ({})", impl->mode_name(), why);
   return std::unique_ptr<IoEngine>(new IoEngine(std::move(impl)));
+}
+
+Result<std::unique_ptr<IoBackend>> IoEngine::open_device(const Options& options,
+                                                          std::string* why) {
+  std::string reason;
+  std::unique_ptr<IoBackend> backend;
+  if (options.mode == "auto" || options.mode == "io_uring") {
+    auto uring = UringBackend::create(options.queue_depth);
+    if (uring.ok()) {
+      backend = std::move(uring).value();
+      reason = options.mode == "auto" ? "io_uring available" : "mode io_uring";
+    } else if (options.mode == "io_uring") {
+      return Unavailable("io engine: mode io_uring: " + uring.status().message());
+    } else {
+      reason = "io_uring unavailable (" + uring.status().message() + "), falling back";
+    }
+  } else {
+    MOEPOOL_RETURN_IF_ERROR(check_mode(options.mode));
+    reason = "mode pread";
+  }
+  if (!backend) {
+    auto pread =
+        PreadBackend::create(std::max<uint32_t>(1, options.pread_threads), options.queue_depth);
+    if (!pread.ok()) return pread.status();
+    backend = std::move(pread).value();
+  }
+  if (why) *why = std::move(reason);
+  return backend;
 }
 
 IoEngine::IoEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,21 +23,29 @@ inline constexpr uint64_t kIoAlign = 4096;  // O_DIRECT offset/length/buffer ali
 
 enum class ReadPriority { kDemand, kPrefetch };  // demand reads go before prefetch reads
 
-// One contiguous byte range of a model file and where it goes.
+// One contiguous byte range of a model file and where it goes. When the request
+// completes, the wanted bytes sit at region + data_at (default: offset % 4096) in every
+// mode: O_DIRECT reads the aligned superset from round_down(offset, 4096) into the start
+// of the region, and where that lands the wanted bytes elsewhere than data_at the engine
+// moves them there (memmove, on the engine thread, before `done`); buffered reads write
+// just the wanted bytes straight to region + data_at. Bytes of the region outside the
+// wanted range are unspecified.
 struct ReadSpan {
   const ModelFile* file = nullptr;
   uint64_t offset = 0;        // file offset of the wanted bytes (GGUF data: 32-byte aligned)
   uint64_t bytes = 0;         // wanted length, > 0
-  uint8_t* region = nullptr;  // 4096-aligned; capacity >= region_bytes_for(offset, bytes)
+  uint8_t* region = nullptr;  // 4096-aligned; capacity >= region_capacity_for(*this)
+  std::optional<uint64_t> data_at;  // where the wanted bytes must end up inside the region
 };
 
-// Bytes of destination a span needs: round_up(offset % 4096 + bytes, 4096).
+// Bytes of destination an O_DIRECT read of a span needs: round_up(offset % 4096 + bytes, 4096).
 uint64_t region_bytes_for(uint64_t offset, uint64_t bytes);
-// Where the wanted bytes land inside the region: offset % 4096, in every mode (O_DIRECT
-// reads the aligned superset from round_down(offset, 4096); buffered reads place just the
-// wanted bytes at region + offset % 4096), so callers compute addresses once. Bytes of the
-// region outside the wanted range are unspecified.
+// Where an O_DIRECT read lands the wanted bytes inside the region: offset % 4096 (the
+// default data_at, so that nothing moves).
 uint64_t data_offset_in_region(uint64_t offset);
+// Bytes of destination a span needs in every mode: region_bytes_for(offset, bytes), and
+// at least data_at + bytes rounded up to 4096.
+uint64_t region_capacity_for(const ReadSpan& span);
 
 struct ReadRequest {
   std::vector<ReadSpan> spans;  // all spans of one expert (gate, up, down)
@@ -63,12 +72,20 @@ class IoEngine {
     uint64_t errors = 0;          // requests failed by an I/O error or short read
     uint64_t demand_reads = 0;    // reads issued for demand requests
     uint64_t prefetch_reads = 0;  // reads issued for prefetch requests
+    uint64_t moves = 0;           // spans an O_DIRECT read landed away from data_at, then moved
+    uint64_t moved_bytes = 0;     // bytes those moves copied
   };
 
-  // Starts the engine thread. backend_for_tests, when given, replaces the device (mode is
-  // then ignored). Fails on bad options or when a forced mode is unavailable.
-  static Result<std::unique_ptr<IoEngine>> create(
-      Options options, std::unique_ptr<IoBackend> backend_for_tests = nullptr);
+  // Starts the engine thread. `backend`, when given, replaces the device (mode is then
+  // ignored): a test's fault backend, or the device from open_device() wrapped by one.
+  // Fails on bad options or when a forced mode is unavailable.
+  static Result<std::unique_ptr<IoEngine>> create(Options options,
+                                                  std::unique_ptr<IoBackend> backend = nullptr);
+  // The device create() picks for `options` when given none: io_uring, or the pread thread
+  // pool in mode "pread" or when io_uring is refused in mode "auto". *why, when given,
+  // says how it was picked. Fails on an unknown mode or when a forced mode is unavailable.
+  static Result<std::unique_ptr<IoBackend>> open_device(const Options& options,
+                                                         std::string* why = nullptr);
   ~IoEngine();  // calls stop()
   IoEngine(const IoEngine&) = delete;
   IoEngine& operator=(const IoEngine&) = delete;

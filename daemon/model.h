@@ -15,10 +15,15 @@
 namespace moepool {
 
 // Where the projections of one layer's experts sit inside a slot of that layer's class.
+// Every expert of the layer has each projection at the same offset in its slot (an engine
+// points one tensor view per projection at base + offset with the class stride).
 struct LayerSlotLayout {
   uint32_t slot_class = 0;
-  uint64_t stride = 0;                 // slot bytes; multiple of 4096
-  std::vector<uint64_t> region_offset; // per projection: 4096-aligned start of its region
+  uint64_t stride = 0;                  // slot bytes; multiple of 4096
+  std::vector<uint64_t> region_offset;  // per projection: 4096-aligned start of its region
+  // Per projection: where every expert's bytes sit in the slot, region_offset + expert 0's
+  // file offset % 4096 (so where expert sizes are multiples of 4096 no read moves bytes).
+  std::vector<uint64_t> proj_offset;
 };
 
 struct ModelCounters {

@@ -7,8 +7,10 @@
 
 #include <filesystem>
 #include <future>
+#include <set>
 
 #include "common/gguf_writer.h"
+#include "common/synth_model.h"
 #include "daemon/fault_backend.h"
 #include "daemon/pread_backend.h"
 
@@ -51,7 +53,7 @@ class ExpertCacheTest : public ::testing::Test {
   }
 
   // Builds pool, engine (optionally behind the fault seam), cache and the model.
-  void start(uint64_t pool_bytes, bool faulty = false) {
+  void start(uint64_t pool_bytes, bool faulty = false, bool direct = true) {
     auto pool = Pool::create({pool_bytes, 0, "off"});
     ASSERT_TRUE(pool.ok()) << pool.status().to_string();
     pool_ = std::move(pool).value();
@@ -63,7 +65,9 @@ class ExpertCacheTest : public ::testing::Test {
       faulty_ = f.get();
       backend = std::move(f);
     }
-    auto engine = IoEngine::create({}, std::move(backend));
+    IoEngine::Options options;
+    options.direct = direct;
+    auto engine = IoEngine::create(options, std::move(backend));
     ASSERT_TRUE(engine.ok()) << engine.status().to_string();
     engine_ = std::move(engine).value();
     cache_ = std::make_unique<ExpertCache>(pool_.get(), engine_.get());
@@ -149,7 +153,102 @@ TEST_F(ExpertCacheTest, SlotsOfALayerShareOneStrideAndProjectionOffsets) {
     // f16 experts of 32 KiB: every expert sits at the same offset inside its slot.
     for (size_t p = 0; p < 3; ++p) EXPECT_EQ(l.projections[p].offset, (*a)[0].projections[p].offset);
   }
+  EXPECT_EQ(engine_->stats().moves, 0u) << "experts of 4 KiB multiples are read in place";
 }
+
+// Experts whose byte size is an odd multiple of 32, so that each expert of a tensor starts
+// at another offset inside its 4 KiB block; read with and without O_DIRECT.
+struct UnalignedCase {
+  GgmlType type;
+  uint64_t embd, ffn;
+  bool direct;
+};
+
+void PrintTo(const UnalignedCase& c, std::ostream* os) {
+  *os << ggml_type_name(c.type) << " [" << c.embd << ", " << c.ffn << "] "
+      << (c.direct ? "O_DIRECT" : "buffered");
+}
+
+class UnalignedExperts : public ExpertCacheTest, public ::testing::WithParamInterface<UnalignedCase> {
+ protected:
+  void SetUp() override {
+    ExpertCacheTest::SetUp();
+    SynthSpec spec;
+    spec.out = path_;  // replaces the fixture's model
+    spec.layers = 2;
+    spec.experts = kExperts;
+    spec.type = GetParam().type;
+    spec.embd = GetParam().embd;
+    spec.ffn = GetParam().ffn;
+    auto layout = synth_write(spec);
+    ASSERT_TRUE(layout.ok()) << layout.status().to_string();
+  }
+};
+
+TEST_P(UnalignedExperts, EveryExpertOfALayerSitsAtTheLayersOffsetWithTheFilesBytes) {
+  start(1 << 20, /*faulty=*/false, GetParam().direct);
+  cache_->add_session(1);
+  for (uint32_t layer = 0; layer < 2; ++layer) {
+    const MoeLayer* moe = model_->catalog.layer(layer);
+    ASSERT_NE(moe, nullptr);
+    ASSERT_NE(moe->projections[0].expert_bytes % 4096, 0u);
+    ASSERT_EQ(moe->projections[0].expert_bytes / 32 % 2, 1u) << "an odd multiple of 32";
+    std::set<uint64_t> misalignments;
+    for (uint32_t e = 0; e < kExperts; ++e)
+      misalignments.insert(moe->projections[0].expert_extent(e).offset % 4096);
+    ASSERT_GT(misalignments.size(), 1u) << "experts must land at different offsets";
+
+    auto a = acquire(1, layer, {0, 1, 2, 3, 4, 5, 6, 7});
+    ASSERT_TRUE(a.ok()) << a.status().to_string();
+    const LayerSlotLayout& layout = model_->layouts[layer];
+    for (const LeaseInfo& l : *a) {
+      ASSERT_EQ(l.projections.size(), 3u);
+      for (size_t p = 0; p < 3; ++p)
+        EXPECT_EQ(l.projections[p].offset, layout.proj_offset[p])
+            << "layer " << layer << " expert " << l.expert << " projection " << p;
+      expect_bytes(layer, l);
+    }
+    ASSERT_TRUE(cache_->release(1, refs(*a)).ok());
+  }
+  if (GetParam().direct)
+    EXPECT_GT(engine_->stats().moves, 0u);
+  else
+    EXPECT_EQ(engine_->stats().moves, 0u) << "buffered reads go straight to the layer's offset";
+}
+
+TEST_P(UnalignedExperts, ReusedSlotsKeepTheLayersOffset) {
+  // 128 KiB: fewer slots than the model's 16 experts, so experts reuse each other's slots.
+  start(128 << 10, /*faulty=*/false, GetParam().direct);
+  ASSERT_LT(pool_->capacity_slots(model_->layouts[0].slot_class), 2u * kExperts);
+  cache_->add_session(1);
+  for (int round = 0; round < 3; ++round) {
+    for (uint32_t layer = 0; layer < 2; ++layer) {
+      for (uint32_t e = 0; e < kExperts; ++e) {
+        auto a = acquire(1, layer, {e, (e + 5) % kExperts});
+        ASSERT_TRUE(a.ok()) << a.status().to_string();
+        for (const LeaseInfo& l : *a) {
+          for (size_t p = 0; p < 3; ++p)
+            EXPECT_EQ(l.projections[p].offset, model_->layouts[layer].proj_offset[p]);
+          expect_bytes(layer, l);
+        }
+        ASSERT_TRUE(cache_->release(1, refs(*a)).ok());
+      }
+    }
+  }
+  EXPECT_GT(cache_->stats().evictions, 0u);
+}
+
+// f32 [40, 33]: 5280 = 165 x 32 bytes per expert; f16 [48, 35]: 3360 = 105 x 32.
+INSTANTIATE_TEST_SUITE_P(
+    OddMultiplesOf32, UnalignedExperts,
+    ::testing::Values(UnalignedCase{GgmlType::F32, 40, 33, true},
+                      UnalignedCase{GgmlType::F32, 40, 33, false},
+                      UnalignedCase{GgmlType::F16, 48, 35, true},
+                      UnalignedCase{GgmlType::F16, 48, 35, false}),
+    [](const ::testing::TestParamInfo<UnalignedCase>& p) {
+      return std::string(ggml_type_name(p.param.type)) + "_" +
+             (p.param.direct ? "direct" : "buffered");
+    });
 
 TEST_F(ExpertCacheTest, PinnedExpertsAreNeverEvictedAndFullPoolFailsFast) {
   start(1 << 20);
@@ -296,7 +395,7 @@ TEST_F(ExpertCacheTest, SecondAcquirerOfALoadingExpertWaitsForTheSameRead) {
   cache_->add_session(2);
   std::promise<Result<std::vector<LeaseInfo>>> p1, p2;
   cache_->acquire(1, model_, 0, {2}, [&](auto r) { p1.set_value(std::move(r)); });
-  faulty_->wait_stalled(1);
+  faulty_->wait_stalled(3);  // all of the expert's reads (gate, up, down) were issued
   cache_->acquire(2, model_, 0, {2}, [&](auto r) { p2.set_value(std::move(r)); });
   size_t reads_before = faulty_->issued().size();
   faulty_->set_rule(FaultyBackend::pass_all());

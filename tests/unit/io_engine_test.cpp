@@ -18,6 +18,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -62,13 +63,17 @@ struct AlignedBuffer {
   uint64_t size;
 };
 
-// One span with its own region.
+// One span with its own region (its bytes wanted at data_at, when given).
 struct SpanBuffer {
-  SpanBuffer(const ModelFile* f, uint64_t off, uint64_t n)
-      : buf(region_bytes_for(off, n)), span{f, off, n, buf.ptr} {}
+  SpanBuffer(const ModelFile* f, uint64_t off, uint64_t n,
+             std::optional<uint64_t> data_at = std::nullopt)
+      : buf(region_capacity_for(ReadSpan{f, off, n, nullptr, data_at})),
+        span{f, off, n, buf.ptr, data_at} {}
   AlignedBuffer buf;
   ReadSpan span;
-  const uint8_t* data() const { return buf.ptr + data_offset_in_region(span.offset); }
+  const uint8_t* data() const {
+    return buf.ptr + span.data_at.value_or(data_offset_in_region(span.offset));
+  }
 };
 
 ReadRequest request_of(std::vector<ReadSpan> spans, ReadPriority prio,
@@ -128,6 +133,10 @@ TEST(IoEngineLayout, RegionBytesAndDataOffset) {
   EXPECT_EQ(region_bytes_for(4064, 33), 8192u);
   EXPECT_EQ(data_offset_in_region(0), 0u);
   EXPECT_EQ(data_offset_in_region(4096 * 7 + 96), 96u);
+  EXPECT_EQ(region_capacity_for(ReadSpan{nullptr, 96, 4000, nullptr, std::nullopt}), 4096u);
+  EXPECT_EQ(region_capacity_for(ReadSpan{nullptr, 96, 4000, nullptr, 0}), 4096u);
+  EXPECT_EQ(region_capacity_for(ReadSpan{nullptr, 96, 4000, nullptr, 128}), 8192u);
+  EXPECT_EQ(region_capacity_for(ReadSpan{nullptr, 4064, 64, nullptr, 0}), 8192u);
 }
 
 TEST(ModelFile, OpensBothDescriptors) {
@@ -228,6 +237,38 @@ TEST_P(IoEngineModes, ReadsUnalignedSpansIntoAlignedRegions) {
   EXPECT_EQ(e->stats().errors, 0u);
 }
 
+TEST_P(IoEngineModes, WantedBytesEndUpAtDataAtMovedOnlyWhereODirectLandedThemElsewhere) {
+  MAKE_ENGINE_OR_SKIP(e, 64 << 10);  // a moved span may cover several reads
+  struct Case {
+    uint64_t off, bytes, data_at;
+  };
+  std::vector<Case> cases = {{4096 + 96, 5000, 0},           // moves down
+                             {8192 + 3072, 300000, 32},      // down, across many reads
+                             {3 * 4096 + 64, 70000, 4000},   // moves up (overlapping)
+                             {5 * 4096 + 160, 1000, 160}};   // already in place
+  std::vector<std::unique_ptr<SpanBuffer>> bufs;
+  std::vector<ReadSpan> spans;
+  uint64_t want_moves = 0, want_moved_bytes = 0;
+  for (const Case& c : cases) {
+    bufs.push_back(std::make_unique<SpanBuffer>(m_.file(), c.off, c.bytes, c.data_at));
+    spans.push_back(bufs.back()->span);
+    if (GetParam().direct && data_offset_in_region(c.off) != c.data_at) {
+      ++want_moves;
+      want_moved_bytes += c.bytes;
+    }
+  }
+  Status st = read_sync(*e, spans);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(std::memcmp(bufs[i]->buf.ptr + cases[i].data_at, m_.expect(cases[i].off),
+                          cases[i].bytes),
+              0)
+        << "span at " << cases[i].off << " wanted at " << cases[i].data_at;
+  }
+  EXPECT_EQ(e->stats().moves, want_moves) << "buffered reads go straight to data_at";
+  EXPECT_EQ(e->stats().moved_bytes, want_moved_bytes);
+}
+
 TEST_P(IoEngineModes, ReadsSpanEndingAtEndOfFile) {
   MAKE_ENGINE_OR_SKIP(e, 8192);
   // The aligned O_DIRECT read runs past EOF; everything wanted still arrives.
@@ -314,12 +355,12 @@ TEST_P(IoEngineModes, DoneCallbackMaySubmitAgain) {
 TEST_P(IoEngineModes, RejectsBadSpans) {
   MAKE_ENGINE_OR_SKIP(e);
   AlignedBuffer buf(8192);
-  Status st = read_sync(*e, {ReadSpan{m_.file(), 0, 100, buf.ptr + 32}});
+  Status st = read_sync(*e, {ReadSpan{m_.file(), 0, 100, buf.ptr + 32, std::nullopt}});
   EXPECT_EQ(st.code(), Code::kInvalidArgument);
   EXPECT_NE(st.message().find("aligned"), std::string::npos) << st.to_string();
-  st = read_sync(*e, {ReadSpan{m_.file(), 0, 0, buf.ptr}});
+  st = read_sync(*e, {ReadSpan{m_.file(), 0, 0, buf.ptr, std::nullopt}});
   EXPECT_EQ(st.code(), Code::kInvalidArgument);
-  st = read_sync(*e, {ReadSpan{nullptr, 0, 10, buf.ptr}});
+  st = read_sync(*e, {ReadSpan{nullptr, 0, 10, buf.ptr, std::nullopt}});
   EXPECT_EQ(st.code(), Code::kInvalidArgument);
   st = read_sync(*e, {});
   EXPECT_EQ(st.code(), Code::kInvalidArgument);
@@ -494,6 +535,25 @@ TEST_F(IoEngineFaults, OneShortReadIsCompletedByResubmitting) {
     EXPECT_EQ(std::memcmp(b.data(), m_.expect(b.span.offset), b.span.bytes), 0) << direct;
     EXPECT_EQ(engine_->stats().reads, 2u);
   }
+}
+
+TEST_F(IoEngineFaults, ShortDirectReadFinishedBufferedIsStillMovedToDataAt) {
+  make();
+  faulty_->set_rule(FaultyBackend::short_nth(1, 1000));  // the rest goes buffered, same layout
+  SpanBuffer b(m_.file(), 4096 * 5 + 96, 20000, /*data_at=*/0);
+  Status st = read_sync(*engine_, {b.span});
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(std::memcmp(b.buf.ptr, m_.expect(b.span.offset), b.span.bytes), 0);
+  EXPECT_EQ(engine_->stats().moves, 1u);
+}
+
+TEST_F(IoEngineFaults, FailedRequestMovesNothing) {
+  make();
+  faulty_->set_rule(FaultyBackend::fail_nth(2));
+  SpanBuffer a(m_.file(), 96, 5000, 0), b(m_.file(), 65536 + 96, 5000, 0);
+  Status st = read_sync(*engine_, {a.span, b.span});
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(engine_->stats().moves, 0u);
 }
 
 TEST_F(IoEngineFaults, PersistentShortReadsFail) {
