@@ -14,6 +14,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <utility>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -62,6 +65,8 @@ class Client::Impl {
   Result<std::vector<Lease>> acquire(uint64_t model_id, uint32_t layer,
                                      std::span<const uint32_t> experts);
   Status release(std::span<const Lease> leases);
+  Status release_async(std::vector<Lease> leases);
+  ~Impl();
   Result<uint32_t> prefetch(uint64_t model_id, uint32_t layer, std::span<const uint32_t> experts);
   Result<PoolStats> stats();
 
@@ -82,6 +87,12 @@ class Client::Impl {
   std::unique_ptr<v1::Admin::Stub> admin_;
   uint64_t session_id_ = 0;
   std::unique_ptr<PoolMapping> pool_;
+  // release_async() calls in flight (guarded by async_mu_; async_cv_ pairs with it) and
+  // the first error one of them met, handed to the next release_async().
+  std::mutex async_mu_;
+  std::condition_variable async_cv_;
+  int async_in_flight_ = 0;
+  Status async_error_;
   // Declared last, destroyed first: the session ends before the pool is unmapped.
   std::unique_ptr<SessionStream> session_;
 };
@@ -233,6 +244,46 @@ Status Client::Impl::release(std::span<const Lease> leases) {
   return gs.ok() ? Status::Ok() : call_error(gs, "Release");
 }
 
+Status Client::Impl::release_async(std::vector<Lease> leases) {
+  {
+    std::lock_guard<std::mutex> lock(async_mu_);
+    if (!async_error_.ok()) return std::exchange(async_error_, Status::Ok());
+  }
+  if (leases.empty()) return Status::Ok();
+  MOEPOOL_RETURN_IF_ERROR(session_->health());
+  // Owned by the call until its callback runs.
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ReleaseRequest req;
+    v1::ReleaseReply reply;
+  };
+  auto* call = new Call;
+  call->req.set_session_id(session_id_);
+  for (const Lease& l : leases) {
+    auto* ref = call->req.add_leases();
+    ref->set_slot_id(l.slot_id);
+    ref->set_generation(l.generation);
+  }
+  with_deadline(&call->ctx, kAdminTimeout);
+  {
+    std::lock_guard<std::mutex> lock(async_mu_);
+    async_in_flight_++;
+  }
+  worker_->async()->Release(&call->ctx, &call->req, &call->reply, [this, call](grpc::Status gs) {
+    Status st = gs.ok() ? Status::Ok() : call_error(gs, "Release");
+    delete call;
+    std::lock_guard<std::mutex> lock(async_mu_);
+    if (!st.ok() && async_error_.ok()) async_error_ = st;
+    if (--async_in_flight_ == 0) async_cv_.notify_all();
+  });
+  return Status::Ok();
+}
+
+Client::Impl::~Impl() {
+  std::unique_lock<std::mutex> lock(async_mu_);
+  async_cv_.wait(lock, [this] { return async_in_flight_ == 0; });
+}
+
 Result<uint32_t> Client::Impl::prefetch(uint64_t model_id, uint32_t layer,
                                         std::span<const uint32_t> experts) {
   if (experts.empty()) return 0u;
@@ -283,6 +334,10 @@ Result<std::vector<Lease>> Client::acquire(uint64_t model_id, uint32_t layer,
 
 Status Client::release(std::span<const Lease> leases) {
   return guarded("release", [&] { return impl_->release(leases); });
+}
+
+Status Client::release_async(std::vector<Lease> leases) {
+  return guarded("release", [&] { return impl_->release_async(std::move(leases)); });
 }
 
 Result<uint32_t> Client::prefetch(uint64_t model_id, uint32_t layer,

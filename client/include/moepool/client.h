@@ -97,6 +97,12 @@ class Client {
                                      std::span<const uint32_t> experts);
   // Unpins leases returned by acquire().
   Status release(std::span<const Lease> leases);
+  // Like release(), but returns without waiting for the daemon's reply: the pins go
+  // away a round trip later, so a following acquire() may still see them (and be refused
+  // with kResourceExhausted if the pool is pinned full). A failure is returned by the next
+  // release_async() call (a lost release is undone when the session ends). The Client's
+  // destructor waits for releases in flight.
+  Status release_async(std::vector<Lease> leases);
   // Hints that these experts will be wanted soon. Returns how many reads it started.
   Result<uint32_t> prefetch(uint64_t model_id, uint32_t layer,
                             std::span<const uint32_t> experts);

@@ -108,7 +108,8 @@ class LlamaAdapter::Impl {
     }
     if (!active.leases.empty()) {
       auto t0 = Clock::now();
-      Status st = client->release(active.leases);
+      Status st = options.async_release ? client->release_async(std::move(active.leases))
+                                        : client->release(active.leases);
       stats.release_ns += ns_since(t0);
       if (!st.ok() && status.ok()) status = st;
     }

@@ -40,6 +40,9 @@ struct LlamaAdapterOptions {
   // How long one layer may wait for slots other sessions have pinned before its acquire
   // fails (the daemon never queues; the adapter polls it).
   uint32_t busy_wait_ms = 30000;
+  // Release a layer's pins without waiting for the daemon's reply (saves one round trip
+  // per layer; the next layer's acquire may then briefly see the pool pinned full).
+  bool async_release = true;
   // Unmap the expert tensors' pages from llama.cpp's mapping once they are redirected.
   bool drop_expert_pages = true;
 };
@@ -51,7 +54,7 @@ struct LlamaAdapterStats {
   uint64_t hits = 0;            // of those, already resident or loading
   uint64_t busy_retries = 0;    // acquires retried because the pool was pinned full
   uint64_t acquire_ns = 0;      // time in Client::acquire (round trip + reads)
-  uint64_t release_ns = 0;      // time in Client::release
+  uint64_t release_ns = 0;      // time in Client::release (or release_async)
   uint64_t callback_ns = 0;     // all time spent in the eval callback
 };
 
