@@ -35,6 +35,17 @@ FaultyBackend::Rule FaultyBackend::stall_all() {
   return [](uint64_t, const IoOp&) { return Fault{Action::kStall}; };
 }
 
+FaultyBackend::Rule FaultyBackend::corrupt_file_offset(uint64_t offset) {
+  return [offset](uint64_t, const IoOp& op) {
+    Fault f;
+    if (offset >= op.offset && offset - op.offset < op.len) {
+      f.action = Action::kCorrupt;
+      f.corrupt_at = offset - op.offset;
+    }
+    return f;
+  };
+}
+
 void FaultyBackend::set_rule(Rule rule) {
   std::lock_guard<std::mutex> lock(mu_);
   rule_ = std::move(rule);
@@ -91,6 +102,10 @@ void FaultyBackend::read_impl(const IoOp& op) {
       inner_->read(op);
       return;
     }
+    case Action::kCorrupt:
+      corrupt_[op.tag] = {op.buf, fault.corrupt_at};
+      inner_->read(op);
+      return;
     default:
       inner_->read(op);
   }
@@ -119,12 +134,20 @@ Status FaultyBackend::reap_impl(std::vector<IoCompletion>* out, bool block) {
   }
   size_t first = out->size();
   Status st = inner_->reap(out, block);
-  for (size_t i = first; i < out->size() && !short_limits_.empty(); ++i) {
-    auto it = short_limits_.find((*out)[i].tag);
-    if (it == short_limits_.end()) continue;
-    if ((*out)[i].res > static_cast<int64_t>(it->second))
-      (*out)[i].res = static_cast<int64_t>(it->second);
-    short_limits_.erase(it);
+  for (size_t i = first; i < out->size(); ++i) {
+    IoCompletion& c = (*out)[i];
+    if (auto it = short_limits_.find(c.tag); it != short_limits_.end()) {
+      if (c.res > static_cast<int64_t>(it->second)) c.res = static_cast<int64_t>(it->second);
+      short_limits_.erase(it);
+    }
+    if (auto it = corrupt_.find(c.tag); it != corrupt_.end()) {
+      auto [buf, at] = it->second;
+      if (c.res > static_cast<int64_t>(at)) {
+        buf[at] ^= 0xFF;
+        corrupted_.fetch_add(1, std::memory_order_relaxed);
+      }
+      corrupt_.erase(it);
+    }
   }
   return st;
 }

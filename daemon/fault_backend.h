@@ -1,16 +1,20 @@
 // A test device that wraps a real backend and, per read, passes it through, fails it
-// with an errno, truncates it (short read) or stalls it until released — the fault seam
-// of STYLE.md §5. Used by the I/O engine's unit tests and by integration tests of the
-// components above it. Thread: the engine thread calls read/flush/reap; set_rule,
-// release_stalled, wait_stalled, stalled, issued and wake may be called from any thread.
+// with an errno, truncates it (short read), stalls it until released, or completes it and
+// then flips one byte of what it read (corrupt) — the fault seam of STYLE.md §5. Used by
+// the I/O engine's unit tests, by tests of the components above it and by the test-only
+// daemon moepoold-corrupt; production moepoold never creates one. Thread: the engine
+// thread calls read/flush/reap; set_rule, release_stalled, wait_stalled, stalled, issued,
+// corrupted and wake may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "daemon/io_backend.h"
@@ -19,11 +23,14 @@ namespace moepool {
 
 class FaultyBackend : public IoBackend {
  public:
-  enum class Action { kPass, kFail, kShort, kStall };
+  enum class Action { kPass, kFail, kShort, kStall, kCorrupt };
   struct Fault {
     Action action = Action::kPass;
     int err = EIO;             // kFail: the read completes with -err
     uint64_t short_bytes = 0;  // kShort: the read reports at most this many bytes
+    // kCorrupt: the read completes normally, then byte buf[corrupt_at] is inverted (XOR
+    // 0xFF) if the read returned at least corrupt_at + 1 bytes.
+    uint64_t corrupt_at = 0;
   };
   // Decides what happens to read number n (1-based, in issue order, retries included).
   using Rule = std::function<Fault(uint64_t n, const IoOp& op)>;
@@ -37,6 +44,8 @@ class FaultyBackend : public IoBackend {
   static Rule short_all(uint64_t bytes);              // every read is short
   static Rule stall_nth(uint64_t n);
   static Rule stall_all();
+  // Every read that covers byte `offset` of its file (any file) inverts that byte.
+  static Rule corrupt_file_offset(uint64_t offset);
 
   // Replaces the rule for reads issued from now on.
   void set_rule(Rule rule);
@@ -49,6 +58,8 @@ class FaultyBackend : public IoBackend {
   size_t stalled() const;
   // Every read the engine issued, in order.
   std::vector<IoOp> issued() const;
+  // Bytes inverted by kCorrupt so far.
+  uint64_t corrupted() const { return corrupted_.load(std::memory_order_relaxed); }
 
   void wake() override { inner_->wake(); }
   std::string name() const override { return inner_->name(); }
@@ -66,6 +77,9 @@ class FaultyBackend : public IoBackend {
   std::unique_ptr<IoBackend> inner_;
   std::vector<IoCompletion> synthetic_;  // failed reads, returned at the next reap; engine thread
   std::unordered_map<uint64_t, uint64_t> short_limits_;  // tag -> bytes to report; engine thread
+  // kCorrupt reads in flight: tag -> {buf, byte to invert}; engine thread.
+  std::unordered_map<uint64_t, std::pair<uint8_t*, uint64_t>> corrupt_;
+  std::atomic<uint64_t> corrupted_{0};
   mutable std::mutex mu_;
   std::condition_variable stalled_cv_;
   Rule rule_;

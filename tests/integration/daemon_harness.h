@@ -132,9 +132,11 @@ class DaemonFixture : public ::testing::Test {
     return out;
   }
 
-  // Starts moepoold and waits (by polling connect) until it serves.
-  void start_daemon(const std::string& pool_size, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {bin("moepoold"), "--socket", socket_, "--pool-size", pool_size,
+  // Starts moepoold (or another daemon binary of build/bin that takes its flags) and waits
+  // (by polling connect) until it serves.
+  void start_daemon(const std::string& pool_size, std::vector<std::string> extra = {},
+                    const std::string& program = "moepoold") {
+    std::vector<std::string> argv = {bin(program), "--socket", socket_, "--pool-size", pool_size,
                                      "--model-root", models(), "--state-dir",
                                      (dir_ / "state").string(), "--log-level", "warn"};
     argv.insert(argv.end(), extra.begin(), extra.end());

@@ -556,6 +556,40 @@ TEST_F(IoEngineFaults, FailedRequestMovesNothing) {
   EXPECT_EQ(engine_->stats().moves, 0u);
 }
 
+TEST_F(IoEngineFaults, CorruptInvertsExactlyTheByteAtTheFileOffsetWhereverItEndsUp) {
+  for (bool direct : {true, false}) {
+    engine_.reset();
+    make(32, 64 << 20, direct);
+    const uint64_t off = 4096 * 5 + 96, bytes = 20000, at = 12345;
+    faulty_->set_rule(FaultyBackend::corrupt_file_offset(off + at));
+    SpanBuffer moved(m_.file(), off, bytes, /*data_at=*/0), in_place(m_.file(), off, bytes);
+    SpanBuffer elsewhere(m_.file(), off + bytes + 64, 5000);  // does not cover it
+    Status st = read_sync(*engine_, {moved.span, in_place.span, elsewhere.span});
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    for (const SpanBuffer* b : {&moved, &in_place}) {
+      for (uint64_t i = 0; i < bytes; ++i) {
+        uint8_t want = *m_.expect(off + i);
+        if (i == at) want ^= 0xFF;
+        ASSERT_EQ(b->data()[i], want) << "byte " << i << (direct ? " O_DIRECT" : " buffered");
+      }
+    }
+    EXPECT_EQ(std::memcmp(elsewhere.data(), m_.expect(elsewhere.span.offset), 5000), 0);
+    EXPECT_EQ(faulty_->corrupted(), 2u);
+  }
+}
+
+TEST_F(IoEngineFaults, CorruptByteBeyondWhatTheReadReturnedIsNotWritten) {
+  make();  // O_DIRECT: the aligned read of a span ending at EOF asks for bytes past it
+  faulty_->set_rule(FaultyBackend::corrupt_file_offset(kFileBytes + 10));
+  uint64_t off = kFileBytes - 1000 - 8;
+  SpanBuffer b(m_.file(), off, kFileBytes - off);
+  std::memset(b.buf.ptr, 0, b.buf.size);
+  ASSERT_TRUE(read_sync(*engine_, {b.span}).ok());
+  EXPECT_EQ(faulty_->issued().back().offset + faulty_->issued().back().len > kFileBytes + 10, true);
+  EXPECT_EQ(faulty_->corrupted(), 0u);
+  EXPECT_EQ(b.buf.ptr[data_offset_in_region(off) + (kFileBytes + 10 - off)], 0) << "left as it was";
+}
+
 TEST_F(IoEngineFaults, PersistentShortReadsFail) {
   make();
   faulty_->set_rule(FaultyBackend::short_all(0));  // as if the file ended

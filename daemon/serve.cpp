@@ -1,0 +1,173 @@
+#include "daemon/serve.h"
+
+#include <grp.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+
+#include "common/version.h"
+#include "daemon/admin_service.h"
+#include "daemon/config_cli.h"
+#include "daemon/expert_cache.h"
+#include "daemon/fd_server.h"
+#include "daemon/io_engine.h"
+#include "daemon/listener.h"
+#include "daemon/model_registry.h"
+#include "daemon/pool.h"
+#include "daemon/session_registry.h"
+#include "daemon/task_queue.h"
+#include "daemon/worker_service.h"
+
+#ifdef MOEPOOL_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+static int sd_notify(int, const char*) { return 0; }
+#endif
+
+namespace moepool {
+namespace {
+
+constexpr int kMaxMessageBytes = 4 << 20;  // larger requests are refused by gRPC itself
+
+}  // namespace
+
+int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
+  DaemonContext ctx;
+  ctx.config = cfg;
+  for (const std::string& g : cfg.admin_groups) {
+    if (const group* gr = getgrnam(g.c_str()))
+      ctx.admin_gids.push_back(gr->gr_gid);
+    else
+      spdlog::warn("admin group '{}' does not exist; ignoring it", g);
+  }
+  if (Status st = prepare_config_dirs(cfg); !st.ok()) {
+    spdlog::critical("{}", st.message());
+    return 1;
+  }
+
+  auto pool = Pool::create({cfg.pool_bytes, cfg.segment_bytes, cfg.lock_memory});
+  if (!pool.ok()) {
+    spdlog::critical("cannot create the pool: {}", pool.status().message());
+    return 1;
+  }
+  spdlog::info("pool: {} MiB in {}", (*pool)->pool_bytes() >> 20, (*pool)->setup_note());
+
+  IoEngine::Options io_opts;
+  io_opts.mode = cfg.io_mode;
+  io_opts.direct = cfg.io_direct;
+  io_opts.queue_depth = cfg.queue_depth;
+  std::unique_ptr<IoBackend> device;  // null: the engine opens its own
+  if (hooks.wrap_io_device) {
+    auto opened = IoEngine::open_device(io_opts);
+    if (!opened.ok()) {
+      spdlog::critical("cannot start the I/O engine: {}", opened.status().message());
+      return 1;
+    }
+    device = hooks.wrap_io_device(std::move(opened).value());
+  }
+  auto io = IoEngine::create(io_opts, std::move(device));
+  if (!io.ok()) {
+    spdlog::critical("cannot start the I/O engine: {}", io.status().message());
+    return 1;
+  }
+  ExpertCache cache(pool->get(), io->get());
+  ModelRegistry models(cfg.model_roots, &cache);
+  SessionRegistry sessions(&cache);
+  Listener listener;
+  ctx.pool = pool->get();
+  ctx.io = io->get();
+  ctx.cache = &cache;
+  ctx.models = &models;
+  ctx.sessions = &sessions;
+  ctx.listener = &listener;
+  ctx.fd_socket = cfg.socket_path + ".fds";
+
+  TaskQueue control;
+  WorkerService worker(&ctx, &control);
+  AdminService admin(&ctx);
+  grpc::ServerBuilder builder;  // no listening ports: the Listener hands connections in
+  builder.RegisterService(&worker);
+  builder.RegisterService(&admin);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::critical("cannot start the gRPC server");
+    return 1;
+  }
+  std::vector<int> fds{(*pool)->control_fd()};
+  for (int fd : (*pool)->segment_fds()) fds.push_back(fd);
+  FdServer fd_server(&sessions, fds);
+  Status st = listener.start(cfg.socket_path, cfg.socket_mode, server.get());
+  if (st.ok()) st = fd_server.start(ctx.fd_socket, cfg.socket_mode);
+  if (!st.ok()) {
+    spdlog::critical("cannot listen: {}", st.message());
+    listener.stop();
+    server->Shutdown();
+    return 1;
+  }
+  std::string roots;
+  for (const auto& r : cfg.model_roots) roots += (roots.empty() ? "" : ", ") + r;
+  spdlog::info("moepoold {} ready on {} (pid {}, io {}, model roots: {})", version(),
+               cfg.socket_path, getpid(), (*io)->mode_name(), roots.empty() ? "none" : roots);
+  sd_notify(0, "READY=1\nSTATUS=serving");
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  for (;;) {
+    timespec tick{1, 0};
+    int sig = sigtimedwait(&set, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+    sessions.reap();
+    sd_notify(0, "WATCHDOG=1");
+  }
+  sd_notify(0, "STOPPING=1");
+  listener.stop();
+  fd_server.stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  (*io)->stop();
+  spdlog::info("moepoold stopped");
+  return 0;
+}
+
+int serve_main(CLI::App& app, int argc, char** argv, const ServeHooks& hooks) {
+  // Block the stop signals before any thread starts, so only sigtimedwait sees them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  CliOverrides overrides;
+  add_config_flags(app, &overrides);
+  bool print_config = false;
+  app.add_flag("--print-config", print_config, "Print the effective configuration and exit");
+  app.set_version_flag("--version", version());
+  CLI11_PARSE(app, argc, argv);
+
+  auto cfg = load_effective_config(overrides);
+  if (!cfg.ok()) {
+    std::string prog = std::filesystem::path(argc > 0 ? argv[0] : "moepoold").filename();
+    fprintf(stderr, "%s: %s\n", prog.c_str(), cfg.status().message().c_str());
+    return 2;
+  }
+  if (print_config) {
+    printf("%s", describe_config(*cfg).c_str());
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  return serve(*cfg, hooks);
+}
+
+}  // namespace moepool
