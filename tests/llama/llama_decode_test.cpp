@@ -149,6 +149,40 @@ TEST_F(LlamaDecodeTest, TwoProcessesShareOneCopy) {
             number_of(out_a, "experts") + number_of(out_b, "experts"));
 }
 
+// Negative control: the same run against a test-only daemon that inverts one byte of one
+// expert (moepoold-corrupt, built only with the tests) must change the logits, which
+// proves llama.cpp computed with the pool's bytes and not with its own mapping.
+TEST_F(LlamaDecodeTest, OneAlteredPoolByteChangesTheLogits) {
+  std::string gguf = model("q8_0");
+  auto [rc0, stock] = decode(gguf, path("stock.bin"), false);
+  ASSERT_EQ(rc0, 0) << stock;
+  // A quant payload byte (not a block scale) of every expert's down projection in layer 0:
+  // whichever experts layer 0 routes to, one of them is served with a wrong byte.
+  auto [rci, inspect] = run({bin("moepool-synth"), "--inspect", gguf, "--json"});
+  ASSERT_EQ(rci, 0) << inspect;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      inspect, m, std::regex("\"blk\\.0\\.ffn_down_exps\\.weight\"[^}]*\"data_offset\": ([0-9]+)")))
+      << inspect;
+  const uint64_t down = std::stoull(m[1]), expert_bytes = 256 * 8 * 34;  // q8_0 [256, 256]
+  std::vector<std::string> flags;
+  for (int e = 0; e < kExperts; ++e) {
+    flags.push_back("--corrupt-file-offset");
+    flags.push_back(std::to_string(down + e * expert_bytes + 100));
+  }
+  start_daemon("64M", flags, "moepoold-corrupt");
+  auto [rc1, pooled] = decode(gguf, path("pool.bin"), true);
+  ASSERT_EQ(rc1, 0) << pooled;
+  EXPECT_TRUE(read_file(path("stock.bin")) != read_file(path("pool.bin")))
+      << "an inverted byte in the experts layer 0 routes to must change the logits";
+  // ... and nothing else differs: the same daemon without the fault gives stock's logits.
+  daemon_ = Process();  // stopped (SIGKILL, reaped) before the next one binds the socket
+  start_daemon("64M");
+  auto [rc2, clean] = decode(gguf, path("clean.bin"), true);
+  ASSERT_EQ(rc2, 0) << clean;
+  EXPECT_TRUE(read_file(path("stock.bin")) == read_file(path("clean.bin")));
+}
+
 TEST_F(LlamaDecodeTest, ExpertBiasesAreRefused) {
   std::string gguf = model("q8_0", {"--expert-bias"});
   start_daemon("16M");
