@@ -207,6 +207,14 @@ grpc::ServerUnaryReactor* WorkerService::Acquire(grpc::CallbackServerContext* ca
                                                  v1::AcquireReply* reply) {
   auto c = check_expert_call(ctx_, call, req->session_id(), req->model_id(), req->experts());
   if (!c.ok()) return finish(call, to_grpc(c.status()));
+  if (req->release_first_size() > 0) {
+    if (req->release_first_size() > kMaxExpertsPerCall)
+      return finish(call, to_grpc(InvalidArgument("too many leases in release_first")));
+    std::vector<LeaseRef> refs;
+    for (const auto& r : req->release_first()) refs.push_back({r.slot_id(), r.generation()});
+    Status st = ctx_->cache->release(c->session.id, refs);
+    if (!st.ok()) return finish(call, to_grpc(Status(st.code(), "release_first: " + st.message())));
+  }
   auto* reactor = call->DefaultReactor();
   std::vector<uint32_t> experts(req->experts().begin(), req->experts().end());
   ctx_->cache->acquire(c->session.id, c->model, req->layer(), std::move(experts),

@@ -63,7 +63,8 @@ class Client::Impl {
 
   Result<ModelInfo> open_model(const std::string& path);
   Result<std::vector<Lease>> acquire(uint64_t model_id, uint32_t layer,
-                                     std::span<const uint32_t> experts);
+                                     std::span<const uint32_t> experts,
+                                     std::span<const Lease> release_first);
   Status release(std::span<const Lease> leases);
   Status release_async(std::vector<Lease> leases);
   ~Impl();
@@ -189,14 +190,23 @@ void Client::Impl::release_reply(const v1::AcquireReply& reply) {
 }
 
 Result<std::vector<Lease>> Client::Impl::acquire(uint64_t model_id, uint32_t layer,
-                                                 std::span<const uint32_t> experts) {
-  if (experts.empty()) return std::vector<Lease>{};
+                                                 std::span<const uint32_t> experts,
+                                                 std::span<const Lease> release_first) {
+  if (experts.empty()) {
+    MOEPOOL_RETURN_IF_ERROR(release(release_first));
+    return std::vector<Lease>{};
+  }
   MOEPOOL_RETURN_IF_ERROR(session_->health());
   v1::AcquireRequest req;
   req.set_session_id(session_id_);
   req.set_model_id(model_id);
   req.set_layer(layer);
   req.mutable_experts()->Add(experts.begin(), experts.end());
+  for (const Lease& l : release_first) {
+    auto* ref = req.add_release_first();
+    ref->set_slot_id(l.slot_id);
+    ref->set_generation(l.generation);
+  }
   v1::AcquireReply reply;
   grpc::ClientContext ctx;  // no deadline: a read from disk may take a while
   grpc::Status gs = worker_->Acquire(&ctx, req, &reply);
@@ -329,7 +339,14 @@ Result<ModelInfo> Client::open_model(const std::string& path) {
 
 Result<std::vector<Lease>> Client::acquire(uint64_t model_id, uint32_t layer,
                                            std::span<const uint32_t> experts) {
-  return guarded("acquire", [&] { return impl_->acquire(model_id, layer, experts); });
+  return acquire(model_id, layer, experts, {});
+}
+
+Result<std::vector<Lease>> Client::acquire(uint64_t model_id, uint32_t layer,
+                                           std::span<const uint32_t> experts,
+                                           std::span<const Lease> release_first) {
+  return guarded("acquire",
+                 [&] { return impl_->acquire(model_id, layer, experts, release_first); });
 }
 
 Status Client::release(std::span<const Lease> leases) {

@@ -102,7 +102,12 @@ Result<std::unique_ptr<PoolMapping>> PoolMapping::map(const PoolGeometry& g,
     std::string what = "pool segment " + num(i);
     MOEPOOL_RETURN_IF_ERROR(check_fd_size(fds[i + 1], g.segment_bytes, what));
     void* at = m->base_ + uint64_t{i} * g.segment_bytes;
-    void* p = ::mmap(at, g.segment_bytes, PROT_READ, MAP_SHARED | MAP_FIXED, fds[i + 1], 0);
+    // MAP_POPULATE: the daemon pre-faulted every pool page and never frees one, so this
+    // maps them all now, once. Without it every first touch of a 4 KiB page of a slot in
+    // this process is a page fault: an engine reading 20 MiB of experts per layer
+    // straight from the pool paid ~15 ms a layer for them (bench/llama/RESULTS.md).
+    void* p = ::mmap(at, g.segment_bytes, PROT_READ, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
+                     fds[i + 1], 0);
     if (p == MAP_FAILED) return Status::FromErrno("mmap " + what, errno);
   }
   return m;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "file_bytes.h"
 #include "common/catalog.h"
 #include "common/gguf.h"
 #include "common/synth_model.h"
@@ -33,21 +34,7 @@ SynthSpec qwen3(const TempDir& dir, GgmlType type, const std::string& file = "q3
   return s;
 }
 
-std::vector<uint8_t> read_range(const std::string& path, uint64_t offset, uint64_t bytes) {
-  std::vector<uint8_t> buf(bytes);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0) << path;
-  if (fd < 0) return {};
-  uint64_t done = 0;
-  while (done < bytes) {
-    ssize_t n = ::pread(fd, buf.data() + done, bytes - done, static_cast<off_t>(offset + done));
-    EXPECT_GT(n, 0) << path << " at " << offset + done;
-    if (n <= 0) break;
-    done += static_cast<uint64_t>(n);
-  }
-  ::close(fd);
-  return buf;
-}
+using moepool::testing::read_range;
 
 // name -> (type, shape): every tensor llama.cpp's qwen3moe loader creates, with the shapes
 // it checks: q [embd, n_head*hd], k/v [embd, n_kv*hd], o [n_head*hd, embd], q/k norms [hd].

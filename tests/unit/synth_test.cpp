@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "file_bytes.h"
 #include "common/catalog.h"
 #include "common/gguf.h"
 #include "common/synth_model.h"
@@ -50,21 +51,7 @@ class SynthTest : public ::testing::Test {
   std::string dir_;
 };
 
-std::vector<uint8_t> read_range(const std::string& path, uint64_t offset, uint64_t bytes) {
-  std::vector<uint8_t> buf(bytes);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0) << path;
-  if (fd < 0) return {};
-  uint64_t done = 0;
-  while (done < bytes) {
-    ssize_t n = ::pread(fd, buf.data() + done, bytes - done, static_cast<off_t>(offset + done));
-    EXPECT_GT(n, 0) << path << " at " << offset + done;
-    if (n <= 0) break;
-    done += static_cast<uint64_t>(n);
-  }
-  ::close(fd);
-  return buf;
-}
+using moepool::testing::read_range;
 
 std::vector<uint8_t> expected(uint64_t seed, const std::string& name, GgmlType type,
                               uint64_t offset, uint64_t bytes) {

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
 #include "llama.h"
 #include "moepool/client.h"
 #include "moepool/llama_adapter.h"
@@ -49,9 +51,38 @@ std::vector<llama_token> parse_tokens(const std::string& s, std::string* error) 
   return out;
 }
 
+// A persistent CPU threadpool, as llama.cpp's own tools attach one. Without it ggml starts
+// and joins its threads for every graph computation, and the adapter splits each MoE
+// layer's graph into several (ggml-cpu's functions come from the dynamically loaded
+// backend, hence the proc-address lookup).
+class CpuThreadpool {
+ public:
+  CpuThreadpool(int n_threads, int poll) {
+    ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : nullptr;
+    if (!reg) return;
+    auto* make = reinterpret_cast<decltype(ggml_threadpool_new)*>(
+        ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+    free_ = reinterpret_cast<decltype(ggml_threadpool_free)*>(
+        ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+    if (!make || !free_) return;
+    ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
+    p.poll = static_cast<uint32_t>(poll);
+    pool_ = make(&p);
+  }
+  ~CpuThreadpool() {
+    if (pool_) free_(pool_);
+  }
+  ggml_threadpool_t get() const { return pool_; }
+
+ private:
+  ggml_threadpool_t pool_ = nullptr;
+  decltype(ggml_threadpool_free)* free_ = nullptr;
+};
+
 struct Options {
   std::string model, socket, prompt = "1,2,3,4,5,6,7,8", dump_logits;
-  int n_predict = 32, threads = 0, ctx = 0, ubatch = 512;
+  int n_predict = 32, threads = 0, ctx = 0, ubatch = 512, poll = 50;
   bool json = false;
 };
 
@@ -120,6 +151,9 @@ int run(const Options& o) {
     return 1;
   }
   if (adapter) adapter->attach(ctx);
+  // Declared after ctx's creation, destroyed before llama_free (see the end of run()).
+  auto threadpool = std::make_unique<CpuThreadpool>(threads, o.poll);
+  if (threadpool->get()) llama_attach_threadpool(ctx, threadpool->get(), threadpool->get());
 
   FILE* dump = nullptr;
   if (!o.dump_logits.empty() && !(dump = fopen(o.dump_logits.c_str(), "wb"))) {
@@ -172,8 +206,9 @@ int run(const Options& o) {
     if (adapter) {
       const auto& s = adapter->stats();
       printf(",\"moepool\":{\"layers\":%lu,\"experts\":%lu,\"hits\":%lu,\"busy_retries\":%lu,"
-             "\"acquire_ns\":%lu,\"release_ns\":%lu,\"callback_ns\":%lu}",
-             s.layers, s.experts, s.hits, s.busy_retries, s.acquire_ns, s.release_ns, s.callback_ns);
+             "\"acquire_ns\":%lu,\"releases\":%lu,\"release_ns\":%lu,\"callback_ns\":%lu}",
+             s.layers, s.experts, s.hits, s.busy_retries, s.acquire_ns, s.releases, s.release_ns,
+             s.callback_ns);
     }
     printf("}\n");
   } else {
@@ -184,14 +219,17 @@ int run(const Options& o) {
     printf("decode:  %d tokens in %.3f s = %.2f tokens/s\n", o.n_predict, decode_s, tps);
     if (adapter) {
       const auto& s = adapter->stats();
-      double per_layer = s.layers ? 1.0 : 0.0;
-      printf("moepool: hit rate %.1f%% (%lu of %lu experts leased over %lu layer evaluations), "
-             "%.1f us acquire + %.1f us release per layer, %lu busy retries\n",
+      const double layers = static_cast<double>(std::max<uint64_t>(s.layers, 1));
+      printf("moepool: hit rate %.1f%% (%lu of %lu experts leased over %lu layer evaluations)\n"
+             "         per layer: %.1f us in the eval callback, of which %.1f us acquiring; "
+             "%lu separate releases, %lu busy retries\n",
              s.experts ? 100.0 * s.hits / s.experts : 0.0, s.hits, s.experts, s.layers,
-             per_layer * s.acquire_ns / 1e3 / std::max<uint64_t>(s.layers, 1),
-             per_layer * s.release_ns / 1e3 / std::max<uint64_t>(s.layers, 1), s.busy_retries);
+             s.callback_ns / 1e3 / layers, s.acquire_ns / 1e3 / layers, s.releases,
+             s.busy_retries);
     }
   }
+  llama_detach_threadpool(ctx);
+  threadpool.reset();
   llama_free(ctx);
   llama_model_free(model);
   adapter.reset();
@@ -217,6 +255,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("-t,--threads", o.threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
+  app.add_option("--poll", o.poll,
+                 "How hard idle CPU threads poll for work between graph computations, 0-100 "
+                 "(llama.cpp's default)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
   app.add_option("--ctx", o.ctx, "Context length (default: prompt + n + 16)")
       ->check(CLI::Range(0, 1 << 24));
   app.add_option("--ubatch", o.ubatch,

@@ -95,6 +95,13 @@ class Client {
   // in the order asked. On error nothing stays pinned.
   Result<std::vector<Lease>> acquire(uint64_t model_id, uint32_t layer,
                                      std::span<const uint32_t> experts);
+  // The same, releasing `release_first` (leases of this Client) in the same round trip
+  // before acquiring, e.g. the previous layer's. If that release fails, nothing is
+  // acquired and the error says so; `release_first` stays valid only when the error is
+  // not about them (check with a plain release()).
+  Result<std::vector<Lease>> acquire(uint64_t model_id, uint32_t layer,
+                                     std::span<const uint32_t> experts,
+                                     std::span<const Lease> release_first);
   // Unpins leases returned by acquire().
   Status release(std::span<const Lease> leases);
   // Like release(), but returns without waiting for the daemon's reply: the pins go

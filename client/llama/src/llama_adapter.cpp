@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -60,6 +62,55 @@ void for_each_i32(const ggml_tensor* t, F f) {
                                        i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]));
 }
 
+// Pages out the expert ranges of llama.cpp's mapping off the decoding thread: llama.cpp
+// never reads them again once redirected, and MADV_PAGEOUT of hundreds of MiB takes
+// long enough to show in the first tokens. MADV_PAGEOUT only drops clean file pages or
+// swaps; it never loses data. Thread: add() from the decoding thread; the destructor
+// finishes the queue.
+class PageoutThread {
+ public:
+  ~PageoutThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  void add(const void* data, size_t bytes) {
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    uintptr_t b = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+    uintptr_t e = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(page - 1);
+    if (e <= b) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.emplace_back(b, e - b);
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop_ and nothing left
+      auto [addr, len] = queue_.front();
+      queue_.erase(queue_.begin());
+      lock.unlock();
+#ifdef MADV_PAGEOUT
+      madvise(reinterpret_cast<void*>(addr), len, MADV_PAGEOUT);
+#endif
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;  // pairs with mu_: queue_ grew or stop_ was set
+  std::vector<std::pair<uintptr_t, size_t>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 class LlamaAdapter::Impl {
@@ -92,13 +143,19 @@ class LlamaAdapter::Impl {
     size_t done = 0;
   } active;
 
+  // Leases of the last finished layer, handed back with the next layer's acquire.
+  std::vector<Lease> held;
+  PageoutThread pageout;
+
   bool fail(Status st) {
     if (status.ok()) status = std::move(st);
     finish_layer();
+    release_held();
     return false;
   }
 
-  // Restores the patched tensors and releases the layer's pins.
+  // Restores the patched tensors. The layer's pins go back with the next layer's
+  // acquire (one round trip instead of two), or now after the model's last MoE layer.
   void finish_layer() {
     for (const Patch& p : active.patches) {
       p.t->data = p.data;
@@ -106,14 +163,20 @@ class LlamaAdapter::Impl {
       p.t->nb[2] = p.nb2;
       p.t->nb[3] = p.nb3;
     }
-    if (!active.leases.empty()) {
-      auto t0 = Clock::now();
-      Status st = options.async_release ? client->release_async(std::move(active.leases))
-                                        : client->release(active.leases);
-      stats.release_ns += ns_since(t0);
-      if (!st.ok() && status.ok()) status = st;
-    }
+    for (Lease& l : active.leases) held.push_back(std::move(l));
+    bool last = !info.layers.empty() && active.il == static_cast<int>(info.layers.back().layer);
     active = Active{};
+    if (last || !options.release_with_next_acquire) release_held();
+  }
+
+  void release_held() {
+    if (held.empty()) return;
+    auto t0 = Clock::now();
+    Status st = client->release_async(std::move(held));
+    held.clear();
+    stats.release_ns += ns_since(t0);
+    stats.releases++;
+    if (!st.ok() && status.ok()) status = st;
   }
 
   const LayerShape* layer_shape(int il) const {
@@ -122,11 +185,14 @@ class LlamaAdapter::Impl {
     return nullptr;
   }
 
-  // Acquire with polling while other sessions hold the pool pinned full.
+  // Acquire (handing back the held leases) with polling while other sessions hold the
+  // pool pinned full. The held leases are released by the first attempt's round trip,
+  // whatever its outcome but a failed release.
   Result<std::vector<Lease>> acquire(uint32_t il, const std::vector<uint32_t>& experts) {
     auto deadline = Clock::now() + std::chrono::milliseconds(options.busy_wait_ms);
     for (;;) {
-      auto leases = client->acquire(info.id, il, experts);
+      auto leases = client->acquire(info.id, il, experts, held);
+      if (leases.ok() || leases.status().code() == Code::kResourceExhausted) held.clear();
       if (leases.ok() || leases.status().code() != Code::kResourceExhausted ||
           Clock::now() >= deadline)
         return leases;
@@ -216,24 +282,13 @@ class LlamaAdapter::Impl {
                                      " lives in device memory; the adapter serves CPU only"));
     if (static_cast<uint64_t>(w->nb[2]) + off->second > active.stride)
       return fail(Internal(std::string(w->name) + ": one expert does not fit its slot"));
-    if (options.drop_expert_pages && dropped.insert(w).second) drop_pages(w);
+    if (options.drop_expert_pages && dropped.insert(w).second) pageout.add(w->data, ggml_nbytes(w));
     active.patches.push_back({w, w->data, w->ne[2], w->nb[2], w->nb[3]});
     w->data = const_cast<uint8_t*>(client->pool_base()) + off->second;
     w->ne[2] = active.view_slots;
     w->nb[2] = active.stride;
     w->nb[3] = active.stride * active.view_slots;
     return true;
-  }
-
-  // The expert bytes llama.cpp mapped are never read again: let the kernel reclaim them
-  // (MADV_PAGEOUT only drops clean file pages or swaps; it never loses data).
-  static void drop_pages(const ggml_tensor* w) {
-    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    uintptr_t b = (reinterpret_cast<uintptr_t>(w->data) + page - 1) & ~(page - 1);
-    uintptr_t e = (reinterpret_cast<uintptr_t>(w->data) + ggml_nbytes(w)) & ~(page - 1);
-#ifdef MADV_PAGEOUT
-    if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);
-#endif
   }
 
   bool uses(const ggml_tensor* node, const ggml_tensor* t) const {
@@ -336,6 +391,7 @@ LlamaAdapter::LlamaAdapter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 LlamaAdapter::~LlamaAdapter() {
   if (impl_->active.il >= 0) impl_->finish_layer();
+  impl_->release_held();
 }
 
 void LlamaAdapter::configure(llama_model_params* p) const {

@@ -9,7 +9,7 @@
 // tensor (`blk.<il>.ffn_{gate,up,down}_exps.weight`) at the pool: data = pool base + the
 // projection's offset in the slot, nb[2] = the slot class's stride. ggml then reads expert
 // `slot` at data + slot * nb[2], i.e. inside the pool. After the layer's last expert
-// product the tensors are restored and the pins released.
+// product the tensors are restored; the pins go back with the next layer's acquire.
 //
 // Use (see tools/llama/main.cpp):
 //   auto adapter = LlamaAdapter::create(client, gguf_path);   // refuses what it can't serve
@@ -40,9 +40,10 @@ struct LlamaAdapterOptions {
   // How long one layer may wait for slots other sessions have pinned before its acquire
   // fails (the daemon never queues; the adapter polls it).
   uint32_t busy_wait_ms = 30000;
-  // Release a layer's pins without waiting for the daemon's reply (saves one round trip
-  // per layer; the next layer's acquire may then briefly see the pool pinned full).
-  bool async_release = true;
+  // Hand a layer's pins back with the next layer's Acquire (one round trip per layer
+  // instead of two); the model's last MoE layer releases at once, without waiting for the
+  // reply. Off: every layer releases at once, without waiting.
+  bool release_with_next_acquire = true;
   // Unmap the expert tensors' pages from llama.cpp's mapping once they are redirected.
   bool drop_expert_pages = true;
 };
@@ -54,7 +55,8 @@ struct LlamaAdapterStats {
   uint64_t hits = 0;            // of those, already resident or loading
   uint64_t busy_retries = 0;    // acquires retried because the pool was pinned full
   uint64_t acquire_ns = 0;      // time in Client::acquire (round trip + reads)
-  uint64_t release_ns = 0;      // time in Client::release (or release_async)
+  uint64_t releases = 0;        // separate Release calls (the rest rode on an Acquire)
+  uint64_t release_ns = 0;      // time spent starting those (Client::release_async)
   uint64_t callback_ns = 0;     // all time spent in the eval callback
 };
 
