@@ -93,6 +93,12 @@ int run(const Options& o) {
     fprintf(stderr, "moepool-llama: %s\n", perr.empty() ? "--prompt is empty" : perr.c_str());
     return 2;
   }
+  // Closed at the end of run(); opened first so a bad path fails before anything loads.
+  FILE* dump = nullptr;
+  if (!o.dump_logits.empty() && !(dump = fopen(o.dump_logits.c_str(), "wb"))) {
+    fprintf(stderr, "moepool-llama: cannot write %s: %s\n", o.dump_logits.c_str(), strerror(errno));
+    return 1;
+  }
   llama_log_set(log_sink, nullptr);
   moepool::load_llama_backends();
   llama_backend_init();
@@ -154,12 +160,6 @@ int run(const Options& o) {
   // Declared after ctx's creation, destroyed before llama_free (see the end of run()).
   auto threadpool = std::make_unique<CpuThreadpool>(threads, o.poll);
   if (threadpool->get()) llama_attach_threadpool(ctx, threadpool->get(), threadpool->get());
-
-  FILE* dump = nullptr;
-  if (!o.dump_logits.empty() && !(dump = fopen(o.dump_logits.c_str(), "wb"))) {
-    fprintf(stderr, "moepool-llama: cannot write %s: %s\n", o.dump_logits.c_str(), strerror(errno));
-    return 1;
-  }
 
   int rc = 0;
   std::vector<llama_token> out;

@@ -186,13 +186,14 @@ class LlamaAdapter::Impl {
   }
 
   // Acquire (handing back the held leases) with polling while other sessions hold the
-  // pool pinned full. The held leases are released by the first attempt's round trip,
-  // whatever its outcome but a failed release.
+  // pool pinned full. The daemon releases the held leases before it acquires, so they are
+  // gone after the first attempt whatever its outcome, unless releasing them failed.
   Result<std::vector<Lease>> acquire(uint32_t il, const std::vector<uint32_t>& experts) {
     auto deadline = Clock::now() + std::chrono::milliseconds(options.busy_wait_ms);
     for (;;) {
       auto leases = client->acquire(info.id, il, experts, held);
-      if (leases.ok() || leases.status().code() == Code::kResourceExhausted) held.clear();
+      if (leases.ok() || leases.status().message().find("release_first") == std::string::npos)
+        held.clear();
       if (leases.ok() || leases.status().code() != Code::kResourceExhausted ||
           Clock::now() >= deadline)
         return leases;
