@@ -183,6 +183,53 @@ TEST_F(LlamaDecodeTest, OneAlteredPoolByteChangesTheLogits) {
   EXPECT_TRUE(read_file(path("stock.bin")) == read_file(path("clean.bin")));
 }
 
+// A pool too small for one ubatch of the prompt: the adapter caps n_ubatch (slots /
+// top-k) and llama.cpp prefills in several ubatches; stock at that n_ubatch matches.
+TEST_F(LlamaDecodeTest, SmallPoolCapsTheUbatchAndStaysBitIdentical) {
+  std::string gguf = model("f32");  // big experts, so 7 slots clear the 1 MiB pool minimum
+  const uint64_t slot = 3 * (256 * 256 * 4 + 4096);
+  start_daemon(std::to_string(7 * slot));  // 7 slots: ubatch 3 at top-2
+  auto [rc1, pooled] = decode(gguf, path("pool.bin"), true);
+  ASSERT_EQ(rc1, 0) << pooled;
+  uint64_t ubatch = number_of(pooled, "n_ubatch");
+  ASSERT_LT(ubatch, 8u) << "the 8-token prompt must not fit one ubatch: " << pooled;
+  auto [rc0, stock] = run({bin("moepool-llama"), gguf, "--prompt", kPrompt, "-n",
+                           std::to_string(kSteps), "-t", "1", "--json", "--ubatch",
+                           std::to_string(ubatch), "--dump-logits", path("stock.bin")});
+  ASSERT_EQ(rc0, 0) << stock;
+  EXPECT_TRUE(read_file(path("stock.bin")) == read_file(path("pool.bin")));
+  EXPECT_EQ(tokens_of(stock), tokens_of(pooled));
+}
+
+// Two processes on a pool barely larger than one layer's 16 experts: each evicts the
+// other's experts, and an acquire made while the other pins most of the pool is refused
+// and retried (when their prefills overlap); both still match stock, and no pin remains.
+TEST_F(LlamaDecodeTest, TwoProcessesOnATightPoolStayBitIdentical) {
+  std::string gguf = model("q8_0");
+  auto [rc0, stock] = decode(gguf, path("stock.bin"), false);
+  ASSERT_EQ(rc0, 0) << stock;
+  const uint64_t slot = 3 * (256 * 8 * 34 + 4096);
+  start_daemon(std::to_string(18 * slot));
+  auto argv = [&](const std::string& dump) {
+    return std::vector<std::string>{bin("moepool-llama"), gguf, "--prompt", kPrompt, "-n",
+                                    std::to_string(kSteps), "-t", "1", "--json", "--dump-logits",
+                                    dump, "--moepool", socket_};
+  };
+  Process first(argv(path("a.bin"))), second(argv(path("b.bin")));
+  std::string out_a = first.read_all(), out_b = second.read_all();
+  ASSERT_EQ(first.wait(), 0) << out_a;
+  ASSERT_EQ(second.wait(), 0) << out_b;
+  std::string expect = read_file(path("stock.bin"));
+  EXPECT_TRUE(read_file(path("a.bin")) == expect) << out_a;
+  EXPECT_TRUE(read_file(path("b.bin")) == expect) << out_b;
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto stats = client->stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->pinned_bytes, 0u) << "both sessions ended; no pin may remain";
+  EXPECT_GT(stats->evictions, 0u);
+}
+
 TEST_F(LlamaDecodeTest, ExpertBiasesAreRefused) {
   std::string gguf = model("q8_0", {"--expert-bias"});
   start_daemon("16M");
