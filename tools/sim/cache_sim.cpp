@@ -1,0 +1,206 @@
+#include "tools/sim/cache_sim.h"
+
+#include <algorithm>
+#include <deque>
+#include <limits>
+#include <unordered_map>
+
+#include "daemon/expert_predictor.h"
+
+namespace moepool::sim {
+namespace {
+
+constexpr double kNotStarted = std::numeric_limits<double>::infinity();
+
+struct Resident {
+  double ready_at = 0;        // kNotStarted while its prefetch waits in the queue
+  bool prefetched = false;    // read by a prefetch and not demanded since
+  uint32_t target_worker = 0;
+  uint32_t target_layer = 0;  // the layer request the prefetch was meant for
+};
+
+struct Queued {
+  PolicyKey key;
+  double enqueued;
+};
+
+class Simulator {
+ public:
+  Simulator(const ReplayStream& st, ResidencyPolicy& p, uint64_t cap, const IoModel& io,
+            const PrefetchOptions& pf)
+      : st_(st), policy_(p), capacity_(cap), io_(io), pf_(pf) {
+    xfer_ = io_.expert_bytes / io_.bandwidth;
+    res_.steps = st.steps;
+    policy_.set_capacity(0, capacity_);
+    queued_per_worker_.assign(st.workers, 0);
+    prev_.assign(st.workers, {});
+  }
+
+  SimResult run() {
+    for (const LayerRequest& r : st_.requests) request(r);
+    res_.time_s = now_;
+    return res_;
+  }
+
+ private:
+  // Starts queued prefetches the channel can begin by time t.
+  void pump(double t) {
+    while (!queue_.empty() && busy_until_ <= t) {
+      Queued q = queue_.front();
+      queue_.pop_front();
+      auto it = cache_.find(q.key);
+      if (it == cache_.end() || it->second.ready_at != kNotStarted) continue;  // cancelled
+      queued_per_worker_[it->second.target_worker]--;
+      double start = std::max(busy_until_, q.enqueued);
+      busy_until_ = start + xfer_;
+      it->second.ready_at = busy_until_ + io_.latency_s;
+      res_.bytes_read += static_cast<uint64_t>(io_.expert_bytes);
+    }
+  }
+  // A demand read issued at t; returns when its bytes arrived.
+  double demand_read(double t) {
+    double start = std::max(t, busy_until_);
+    busy_until_ = start + xfer_;
+    res_.bytes_read += static_cast<uint64_t>(io_.expert_bytes);
+    return busy_until_ + io_.latency_s;
+  }
+  bool is_protected(const PolicyKey& k) const {
+    for (const PolicyKey& h : held_)
+      if (h == k) return true;
+    auto it = cache_.find(k);
+    return it != cache_.end() && it->second.ready_at > now_;  // loading or queued
+  }
+  // Frees one slot if the cache is full; false if every resident key is protected.
+  bool make_room(const PolicyKey* for_prefetch, double p) {
+    if (cache_.size() < capacity_) {
+      return !for_prefetch || policy_.admit(*for_prefetch, p, nullptr);
+    }
+    auto keep = [this](const PolicyKey& k) { return is_protected(k); };
+    auto v = policy_.victim(0, keep);
+    if (!v) return false;
+    if (for_prefetch && !policy_.admit(*for_prefetch, p, &*v)) return false;
+    evict(*v);
+    return true;
+  }
+  void evict(const PolicyKey& k) {
+    auto it = cache_.find(k);
+    if (it == cache_.end()) return;
+    if (it->second.ready_at == kNotStarted) queued_per_worker_[it->second.target_worker]--;
+    cache_.erase(it);
+    policy_.erase(k);
+  }
+  // Drops prefetches meant for this request that are still waiting to start: too late.
+  void cancel_stale(const LayerRequest& r) {
+    for (const Queued& q : queue_) {
+      auto it = cache_.find(q.key);
+      if (it == cache_.end() || it->second.ready_at != kNotStarted) continue;
+      if (it->second.target_worker != r.worker || it->second.target_layer != r.layer) continue;
+      bool wanted = false;
+      for (uint32_t k = 0; k < r.count; ++k)
+        if (q.key.expert == st_.experts[r.first + k] && q.key.layer == r.layer) wanted = true;
+      if (!wanted) evict(q.key);
+    }
+  }
+
+  void request(const LayerRequest& r) {
+    pump(now_);
+    if (pf_.enabled) cancel_stale(r);
+    held_.clear();
+    double done = now_;
+    std::vector<uint32_t> cur(st_.experts.begin() + r.first,
+                              st_.experts.begin() + r.first + r.count);
+    for (uint32_t e : cur) {
+      PolicyKey key{r.model, r.layer, e};
+      ++tick_;
+      res_.accesses++;
+      auto it = cache_.find(key);
+      bool hit = it != cache_.end();
+      policy_.on_access(key, tick_, hit);
+      if (hit) {
+        res_.hits++;
+        Resident& s = it->second;
+        if (s.prefetched) {
+          res_.prefetches_used++;
+          s.prefetched = false;
+        }
+        if (s.ready_at == kNotStarted) {  // still queued: read it now, as a demand
+          queued_per_worker_[s.target_worker]--;
+          s.ready_at = demand_read(now_);
+        }
+        if (s.ready_at <= now_) res_.stall_free++;
+        done = std::max(done, s.ready_at);
+      } else {
+        if (!make_room(nullptr, 1.0)) {
+          // Every slot is protected: the request cannot be served. The simulator sizes
+          // capacity so this cannot happen; count it as a stall regardless.
+        }
+        Resident s;
+        s.ready_at = demand_read(now_);
+        done = std::max(done, s.ready_at);
+        cache_[key] = s;
+        policy_.insert(key, 0, tick_);
+      }
+      held_.push_back(key);
+    }
+    if (pf_.enabled) prefetch_after(r, cur);
+    now_ = done + io_.compute_s;
+    pump(now_);
+  }
+
+  void prefetch_after(const LayerRequest& r, const std::vector<uint32_t>& cur) {
+    // Learn layer-1 -> layer transitions of this worker, then guess layer+1.
+    if (r.layer > 0 && prev_[r.worker].layer + 1 == r.layer)
+      predictor_.learn(r.model, r.layer - 1, prev_[r.worker].experts, cur);
+    prev_[r.worker] = {r.layer, cur};
+    if (r.last_layer) return;
+    uint32_t max_q = pf_.max_queued ? pf_.max_queued : 2 * r.count;
+    uint32_t max_g = pf_.max_guesses ? pf_.max_guesses : r.count;
+    for (const ExpertGuess& g :
+         predictor_.predict(r.model, r.layer, cur, max_g, pf_.min_probability)) {
+      if (queued_per_worker_[r.worker] >= max_q) break;
+      PolicyKey key{r.model, r.layer + 1, g.expert};
+      if (cache_.count(key)) continue;
+      if (!make_room(&key, g.probability)) continue;
+      Resident s;
+      s.ready_at = kNotStarted;
+      s.prefetched = true;
+      s.target_worker = r.worker;
+      s.target_layer = r.layer + 1;
+      cache_[key] = s;
+      policy_.insert(key, 0, tick_);
+      queue_.push_back({key, now_});
+      queued_per_worker_[r.worker]++;
+      res_.prefetches++;
+    }
+  }
+
+  struct Prev {
+    uint32_t layer = ~0u;
+    std::vector<uint32_t> experts;
+  };
+  const ReplayStream& st_;
+  ResidencyPolicy& policy_;
+  uint64_t capacity_;
+  IoModel io_;
+  PrefetchOptions pf_;
+  double xfer_ = 0;
+  double now_ = 0;
+  double busy_until_ = 0;
+  uint64_t tick_ = 0;
+  SimResult res_;
+  std::unordered_map<PolicyKey, Resident, PolicyKeyHash> cache_;
+  std::deque<Queued> queue_;
+  std::vector<uint32_t> queued_per_worker_;
+  std::vector<PolicyKey> held_;  // the current request's keys (pinned)
+  std::vector<Prev> prev_;       // per worker: its last request's layer and experts
+  ExpertPredictor predictor_;
+};
+
+}  // namespace
+
+SimResult run_policy(const ReplayStream& stream, ResidencyPolicy& policy, uint64_t capacity,
+                     const IoModel& io, const PrefetchOptions& prefetch) {
+  return Simulator(stream, policy, capacity, io, prefetch).run();
+}
+
+}  // namespace moepool::sim

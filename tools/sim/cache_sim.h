@@ -1,0 +1,25 @@
+// Replays a stream through a ResidencyPolicy (daemon/policy.h, the daemon's own code) on
+// a cache of `capacity` experts with simulated I/O time (IoModel), optionally with the
+// daemon's online next-layer predictor issuing prefetches that enter through admit().
+// Thread safety: a pure function over its arguments.
+#pragma once
+
+#include <cstdint>
+
+#include "daemon/policy.h"
+#include "tools/sim/replay_stream.h"
+#include "tools/sim/sim_result.h"
+
+namespace moepool::sim {
+
+struct PrefetchOptions {
+  bool enabled = false;
+  uint32_t max_guesses = 0;      // per layer request; 0 = the request's top_k
+  double min_probability = 0.2;  // guesses below this are not read
+  uint32_t max_queued = 0;       // prefetch reads waiting per worker; 0 = 2 x top_k
+};
+
+SimResult run_policy(const ReplayStream& stream, ResidencyPolicy& policy, uint64_t capacity,
+                     const IoModel& io, const PrefetchOptions& prefetch);
+
+}  // namespace moepool::sim

@@ -1,0 +1,169 @@
+// moepool-sim: replays routing traces through the daemon's residency policy code
+// (daemon/policy.h) on a simulated cache and I/O channel, and reports per policy the
+// demand hit rate, the stall-free rate and the bytes read per step, next to plain LRU
+// and Belady's offline optimum computed here.
+//   moepool-sim --trace PREFIX [--trace PREFIX...] --capacity FRACTION [--workers N]
+//               [--steps S] [--json] [--expert-bytes B] [--bandwidth B/s]
+//               [--latency-us U] [--compute-ms M] [--policy NAME...]
+// Capacity is a fraction of all the models' experts (every layer). Several traces are
+// concurrent models sharing that budget.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/json_writer.h"
+#include "common/trace.h"
+#include "daemon/policy.h"
+#include "tools/sim/belady.h"
+#include "tools/sim/cache_sim.h"
+#include "tools/sim/replay_stream.h"
+
+namespace moepool::sim {
+namespace {
+
+struct Row {
+  std::string name;
+  SimResult r;
+};
+
+int run(int argc, char** argv) {
+  std::vector<std::string> prefixes;
+  double fraction = 0;
+  uint32_t workers = 1;
+  uint64_t max_steps = 0;
+  bool json = false;
+  IoModel io;
+  double latency_us = io.latency_s * 1e6, compute_ms = io.compute_s * 1e3;
+  std::vector<std::string> extra;
+  PrefetchOptions pf;
+  pf.enabled = true;
+  CLI::App app{"moepool-sim: replay MoE routing traces through moepoold's residency policy"};
+  app.add_option("--trace", prefixes, "trace file prefix (P.json, P.experts.u8.zst); repeat "
+                 "for concurrent models")->required();
+  app.add_option("--capacity", fraction, "cache size as a fraction of all experts")
+      ->required()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--workers", workers, "workers per trace, replaying different sequences")
+      ->check(CLI::Range(1u, 4096u));
+  app.add_option("--steps", max_steps, "at most this many steps per worker (0 = all)");
+  app.add_flag("--json", json, "print one JSON object");
+  app.add_option("--expert-bytes", io.expert_bytes, "bytes per expert read")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--bandwidth", io.bandwidth, "read bandwidth in bytes per second")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--latency-us", latency_us, "per-read latency")->check(CLI::NonNegativeNumber);
+  app.add_option("--compute-ms", compute_ms, "compute time per layer (a prefetch's window)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--prefetch-min-p", pf.min_probability,
+                 "predicted probability a prefetch needs")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--policy", extra, "also report these policies (lru, lrfu, lfu), each "
+                 "with and without prefetch");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  io.latency_s = latency_us * 1e-6;
+  io.compute_s = compute_ms * 1e-3;
+
+  std::vector<Trace> traces;
+  for (const std::string& p : prefixes) {
+    auto t = Trace::load(p);
+    if (!t.ok()) {
+      fprintf(stderr, "moepool-sim: %s\n", t.status().to_string().c_str());
+      return 1;
+    }
+    traces.push_back(std::move(*t));
+  }
+  std::vector<const Trace*> tp;
+  uint32_t min_need = 0;
+  for (const Trace& t : traces) {
+    tp.push_back(&t);
+    min_need += t.shape().top_k;
+  }
+  ReplayStream stream = build_stream(tp, workers, max_steps);
+  uint64_t capacity = static_cast<uint64_t>(fraction * stream.total_experts + 0.5);
+  if (capacity < min_need) {
+    fprintf(stderr, "moepool-sim: --capacity %g is %llu experts, fewer than one step's "
+            "layer request needs (%u)\n", fraction, (unsigned long long)capacity, min_need);
+    return 1;
+  }
+
+  std::vector<Row> rows;
+  auto policy_row = [&](const std::string& label, const std::string& name, bool prefetch) {
+    auto p = make_policy(name);
+    if (!p.ok()) {
+      fprintf(stderr, "moepool-sim: %s\n", p.status().to_string().c_str());
+      return false;
+    }
+    PrefetchOptions o = pf;
+    o.enabled = prefetch;
+    rows.push_back({label, run_policy(stream, **p, capacity, io, o)});
+    return true;
+  };
+  if (!policy_row("default", "default", true)) return 1;
+  policy_row("default_demand", "default", false);
+  policy_row("lru", "lru", false);
+  for (const std::string& e : extra) {
+    if (!policy_row(e, e, false)) return 1;
+    policy_row(e + "_prefetch", e, true);
+  }
+  rows.push_back({"belady", run_belady(stream, capacity, io)});
+
+  if (json) {
+    JsonWriter w;
+    w.begin_object();
+    w.key("traces");
+    w.begin_array();
+    for (const Trace& t : traces) w.value(t.name());
+    w.end_array();
+    w.field("capacity_fraction", fraction);
+    w.field("capacity_experts", capacity);
+    w.field("total_experts", stream.total_experts);
+    w.field("workers", stream.workers);
+    w.field("steps", stream.steps);
+    w.key("io");
+    w.begin_object();
+    w.field("expert_bytes", io.expert_bytes);
+    w.field("bandwidth", io.bandwidth);
+    w.field("latency_s", io.latency_s);
+    w.field("compute_s", io.compute_s);
+    w.end_object();
+    w.key("policies");
+    w.begin_object();
+    for (const Row& row : rows) {
+      w.key(row.name);
+      w.begin_object();
+      w.field("hit_rate", row.r.hit_rate());
+      w.field("stall_free_rate", row.r.stall_free_rate());
+      w.field("bytes_per_step", row.r.bytes_per_step());
+      w.field("accesses", row.r.accesses);
+      w.field("prefetches", row.r.prefetches);
+      w.field("prefetches_used", row.r.prefetches_used);
+      w.field("ms_per_step", row.r.steps ? row.r.time_s * 1e3 / row.r.steps : 0.0);
+      w.end_object();
+    }
+    w.end_object();
+    w.end_object();
+    printf("%s\n", w.str().c_str());
+    return 0;
+  }
+  printf("capacity %llu of %llu experts (%.1f%%), %u worker(s), %llu steps\n",
+         (unsigned long long)capacity, (unsigned long long)stream.total_experts,
+         fraction * 100, stream.workers, (unsigned long long)stream.steps);
+  printf("%-18s %9s %11s %14s %11s %11s\n", "policy", "hit_rate", "stall_free", "MiB/step",
+         "prefetches", "ms/step");
+  for (const Row& row : rows)
+    printf("%-18s %9.4f %11.4f %14.2f %11llu %11.2f\n", row.name.c_str(), row.r.hit_rate(),
+           row.r.stall_free_rate(), row.r.bytes_per_step() / (1 << 20),
+           (unsigned long long)row.r.prefetches,
+           row.r.steps ? row.r.time_s * 1e3 / row.r.steps : 0.0);
+  return 0;
+}
+
+}  // namespace
+}  // namespace moepool::sim
+
+int main(int argc, char** argv) { return moepool::sim::run(argc, argv); }

@@ -1,0 +1,34 @@
+// What one policy achieved over a replay stream, and the I/O model it ran under.
+// Thread safety: plain data.
+#pragma once
+
+#include <cstdint>
+
+namespace moepool::sim {
+
+// Simulated I/O: a read takes expert_bytes / bandwidth on one shared channel (reads
+// queue behind each other, demand reads ahead of queued prefetches) plus latency; every
+// layer computes for compute_s once its experts arrived, which is a prefetch's window.
+struct IoModel {
+  double expert_bytes = 13219200;  // gpt-oss-20b MXFP4: 3 x 2880 x 2880 x 17/32 bytes
+  double bandwidth = 6.0e9;        // bytes per second
+  double latency_s = 100e-6;
+  double compute_s = 0.6e-3;       // per layer
+};
+
+struct SimResult {
+  uint64_t accesses = 0;    // demanded experts
+  uint64_t hits = 0;        // resident (ready or loading) when demanded
+  uint64_t stall_free = 0;  // ready when demanded: the layer did not wait for it
+  uint64_t bytes_read = 0;  // demand and prefetch reads
+  uint64_t steps = 0;
+  uint64_t prefetches = 0;       // prefetch reads issued
+  uint64_t prefetches_used = 0;  // of those, demanded before eviction
+  double time_s = 0;             // simulated wall time of the replay
+
+  double hit_rate() const { return accesses ? double(hits) / accesses : 0; }
+  double stall_free_rate() const { return accesses ? double(stall_free) / accesses : 0; }
+  double bytes_per_step() const { return steps ? double(bytes_read) / steps : 0; }
+};
+
+}  // namespace moepool::sim
