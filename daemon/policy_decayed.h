@@ -22,7 +22,7 @@
 namespace moepool {
 
 struct DecayedFrequencyOptions {
-  double half_life_per_slot = 4.0;   // H in accesses = this * capacity in slots
+  double half_life_per_slot = 6.0;   // H in accesses = this * capacity in slots
   double default_half_life = 4096;   // H when set_capacity was never called
   double admit_margin = 0.0;         // log2 units a prefetch must beat its victim by
   std::string name = "lrfu";

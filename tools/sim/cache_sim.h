@@ -15,7 +15,7 @@ namespace moepool::sim {
 struct PrefetchOptions {
   bool enabled = false;
   uint32_t max_guesses = 0;      // per layer request; 0 = the request's top_k
-  double min_probability = 0.2;  // guesses below this are not read
+  double min_probability = 0.5;  // guesses below this are not read
   uint32_t max_queued = 0;       // prefetch reads waiting per worker; 0 = 2 x top_k
 };
 
