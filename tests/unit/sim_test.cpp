@@ -1,6 +1,7 @@
 // moepool-sim's replay core (tools/sim/): the replay stream, Belady's MIN, the policy
-// replay with simulated I/O, and LRU on the real gpt-oss-20b trace against the
-// reference numbers of ../shared/traces/README.md.
+// replay with simulated I/O, synthetic sources, the static-split baseline of the
+// multi-model mode, and LRU on the real gpt-oss-20b trace against the reference numbers
+// of ../shared/traces/README.md.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -12,6 +13,8 @@
 #include "tools/sim/belady.h"
 #include "tools/sim/cache_sim.h"
 #include "tools/sim/replay_stream.h"
+#include "tools/sim/sim_sources.h"
+#include "tools/sim/static_split.h"
 
 namespace moepool::sim {
 namespace {
@@ -118,6 +121,99 @@ TEST(Sim, LruReproducesTheReferenceOnGptOss20b) {
     SimResult min = run_belady(st, caps[i], IoModel{});
     EXPECT_GE(min.hit_rate(), replay(st, "default", caps[i], false).hit_rate());
   }
+}
+
+void expect_rates_in_range(const SimResult& r, const char* what) {
+  EXPECT_GT(r.accesses, 0u) << what;
+  EXPECT_GE(r.hit_rate(), 0.0) << what;
+  EXPECT_LE(r.hit_rate(), 1.0) << what;
+  EXPECT_GE(r.stall_free_rate(), 0.0) << what;
+  EXPECT_LE(r.stall_free_rate(), r.hit_rate()) << what;
+  EXPECT_GT(r.bytes_per_step(), 0.0) << what;
+}
+
+TEST(Sim, SyntheticSourceGivesSaneRatesAndBeladyBeatsLru) {
+  auto t = make_synthetic_source("gpt-oss,steps=300", 0, 1);
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  EXPECT_EQ(t->shape().steps, 300u);  // the spec's steps= when --steps is not given
+  ReplayStream st = build_stream({&*t}, 1, 0);
+  ASSERT_EQ(st.total_experts, 24u * 32u);
+  const uint64_t cap = st.total_experts / 4;
+  SimResult def = replay(st, "default", cap, true);
+  SimResult lru = replay(st, "lru", cap, false);
+  SimResult min = run_belady(st, cap, IoModel{});
+  expect_rates_in_range(def, "default");
+  expect_rates_in_range(lru, "lru");
+  expect_rates_in_range(min, "belady");
+  EXPECT_GE(min.hit_rate(), lru.hit_rate());
+  EXPECT_GE(min.hit_rate(), replay(st, "default", cap, false).hit_rate());
+}
+
+TEST(Sim, SyntheticSourceGivesEachWorkerItsOwnSequence) {
+  auto t = make_synthetic_source("mixtral", 50, 3);
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  EXPECT_EQ(t->shape().steps, 150u);  // --steps is per worker
+  ASSERT_EQ(t->sequences().size(), 3u);
+  ReplayStream st = build_stream({&*t}, 3, 50);
+  EXPECT_EQ(st.workers, 3u);
+  EXPECT_EQ(st.steps, 150u);
+  auto d = make_synthetic_source("qwen3", 0, 1);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->shape().steps, kDefaultSyntheticSteps);
+  EXPECT_EQ(d->shape().experts, 128u);
+}
+
+TEST(Sim, SyntheticSpecErrorsNameTheKey) {
+  auto t = make_synthetic_source("gpt-oss,bogus=1", 10, 1);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().to_string().find("bogus"), std::string::npos) << t.status().to_string();
+}
+
+// One model: the only split gives it the whole budget, so it equals the plain replay.
+TEST(Sim, StaticSplitOfOneModelIsThePlainReplay) {
+  auto t = make_synthetic_source("gpt-oss,steps=100", 0, 1);
+  ASSERT_TRUE(t.ok());
+  ReplayStream st = build_stream({&*t}, 1, 0);
+  StaticSplitOptions o;
+  o.prefetch.enabled = true;
+  auto s = best_static_split({&*t}, 100, IoModel{}, o);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  ASSERT_EQ(s->capacities, std::vector<uint64_t>{100});
+  SimResult plain = replay(st, "default", 100, true);
+  EXPECT_EQ(s->total.hits, plain.hits);
+  EXPECT_EQ(s->total.stall_free, plain.stall_free);
+  EXPECT_EQ(s->total.bytes_read, plain.bytes_read);
+}
+
+// A busy model and an idle-ish one (a tenth of the steps, flatter popularity): once the
+// idle one stops, the shared cache gives its room to the busy one, a static split cannot.
+TEST(Sim, SharedBudgetBeatsTheBestStaticSplitWhenOneModelIsIdleIsh) {
+  auto busy = make_synthetic_source("gpt-oss,steps=600,skew=0.9", 0, 1);
+  auto idle = make_synthetic_source("mixtral,steps=60,skew=0.2,seed=7", 0, 1);
+  ASSERT_TRUE(busy.ok() && idle.ok());
+  std::vector<const Trace*> tp{&*busy, &*idle};
+  ReplayStream st = build_stream(tp, 1, 0);
+  const uint64_t cap = st.total_experts / 4;
+  SimResult shared = replay(st, "default", cap, true);
+  StaticSplitOptions o;
+  o.prefetch.enabled = true;
+  auto split = best_static_split(tp, cap, IoModel{}, o);
+  ASSERT_TRUE(split.ok()) << split.status().to_string();
+  ASSERT_EQ(split->capacities.size(), 2u);
+  EXPECT_EQ(split->capacities[0] + split->capacities[1], cap);
+  EXPECT_GE(split->capacities[1], 2u);  // mixtral's top_k
+  EXPECT_EQ(split->total.accesses, shared.accesses);
+  EXPECT_EQ(split->total.steps, shared.steps);
+  expect_rates_in_range(split->total, "static_split");
+  EXPECT_GE(shared.hit_rate(), split->total.hit_rate() - 0.005);
+}
+
+TEST(Sim, StaticSplitFailsWhenTheBudgetCannotHoldOneRequestPerModel) {
+  auto a = make_synthetic_source("gpt-oss,steps=10", 0, 1);
+  auto b = make_synthetic_source("gpt-oss,steps=10,seed=2", 0, 1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto s = best_static_split({&*a, &*b}, 6, IoModel{}, StaticSplitOptions{});
+  EXPECT_FALSE(s.ok());
 }
 
 }  // namespace

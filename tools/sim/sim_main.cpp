@@ -2,11 +2,12 @@
 // (daemon/policy.h) on a simulated cache and I/O channel, and reports per policy the
 // demand hit rate, the stall-free rate and the bytes read per step, next to plain LRU
 // and Belady's offline optimum computed here.
-//   moepool-sim --trace PREFIX [--trace PREFIX...] --capacity FRACTION [--workers N]
+//   moepool-sim (--trace PREFIX | --synthetic SPEC)... --capacity FRACTION [--workers N]
 //               [--steps S] [--json] [--expert-bytes B] [--bandwidth B/s]
 //               [--latency-us U] [--compute-ms M] [--policy NAME...]
-// Capacity is a fraction of all the models' experts (every layer). Several traces are
-// concurrent models sharing that budget.
+// Capacity is a fraction of all the models' experts (every layer). Several sources are
+// concurrent models sharing that budget, also compared with the best static split of it
+// into private caches (policy "static_split").
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -20,6 +21,8 @@
 #include "tools/sim/belady.h"
 #include "tools/sim/cache_sim.h"
 #include "tools/sim/replay_stream.h"
+#include "tools/sim/sim_sources.h"
+#include "tools/sim/static_split.h"
 
 namespace moepool::sim {
 namespace {
@@ -30,7 +33,7 @@ struct Row {
 };
 
 int run(int argc, char** argv) {
-  std::vector<std::string> prefixes;
+  std::vector<std::string> prefixes, synthetic;
   double fraction = 0;
   uint32_t workers = 1;
   uint64_t max_steps = 0;
@@ -42,14 +45,21 @@ int run(int argc, char** argv) {
   pf.enabled = true;
   CLI::App app{"moepool-sim: replay MoE routing traces through moepoold's residency policy"};
   app.add_option("--trace", prefixes, "trace file prefix (P.json, P.experts.u8.zst); repeat "
-                 "for concurrent models")->required();
+                 "for concurrent models");
+  app.add_option("--synthetic", synthetic,
+                 "synthetic trace spec, as moepool-bench takes it: a preset (deepseek, qwen3, "
+                 "gpt-oss, mixtral) and/or key=value pairs (layers, experts, top_k, steps, "
+                 "skew, reuse, xlayer, seed, seq), e.g. 'qwen3,skew=1.0'; repeat, and mix "
+                 "with --trace, for concurrent models (after the traces)");
   app.add_option("--capacity", fraction, "cache size as a fraction of all experts")
       ->required()->check(CLI::Range(0.0, 1.0));
   app.add_option("--workers", workers, "workers per trace, replaying different sequences")
       ->check(CLI::Range(1u, 4096u));
-  app.add_option("--steps", max_steps, "at most this many steps per worker (0 = all)");
+  app.add_option("--steps", max_steps, "at most this many steps per worker (0 = all of a "
+                 "trace; a synthetic source's steps=, else 5000)");
   app.add_flag("--json", json, "print one JSON object");
-  app.add_option("--expert-bytes", io.expert_bytes, "bytes per expert read")
+  app.add_option("--expert-bytes", io.expert_bytes, "bytes per expert read, the same for "
+                 "every model")
       ->check(CLI::PositiveNumber);
   app.add_option("--bandwidth", io.bandwidth, "read bandwidth in bytes per second")
       ->check(CLI::PositiveNumber);
@@ -65,12 +75,24 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (prefixes.empty() && synthetic.empty()) {
+    fprintf(stderr, "moepool-sim: give at least one --trace PREFIX or --synthetic SPEC\n");
+    return 1;
+  }
   io.latency_s = latency_us * 1e-6;
   io.compute_s = compute_ms * 1e-3;
 
   std::vector<Trace> traces;
   for (const std::string& p : prefixes) {
     auto t = Trace::load(p);
+    if (!t.ok()) {
+      fprintf(stderr, "moepool-sim: %s\n", t.status().to_string().c_str());
+      return 1;
+    }
+    traces.push_back(std::move(*t));
+  }
+  for (const std::string& spec : synthetic) {
+    auto t = make_synthetic_source(spec, max_steps, workers);
     if (!t.ok()) {
       fprintf(stderr, "moepool-sim: %s\n", t.status().to_string().c_str());
       return 1;
@@ -111,6 +133,20 @@ int run(int argc, char** argv) {
     policy_row(e + "_prefetch", e, true);
   }
   rows.push_back({"belady", run_belady(stream, capacity, io)});
+  std::vector<uint64_t> split;  // the best static split's capacities, if several models
+  if (traces.size() > 1) {
+    StaticSplitOptions so;
+    so.prefetch = pf;
+    so.workers = workers;
+    so.max_steps = max_steps;
+    auto s = best_static_split(tp, capacity, io, so);
+    if (!s.ok()) {
+      fprintf(stderr, "moepool-sim: %s\n", s.status().to_string().c_str());
+      return 1;
+    }
+    rows.push_back({"static_split", s->total});
+    split = s->capacities;
+  }
 
   if (json) {
     JsonWriter w;
@@ -143,6 +179,12 @@ int run(int argc, char** argv) {
       w.field("prefetches", row.r.prefetches);
       w.field("prefetches_used", row.r.prefetches_used);
       w.field("ms_per_step", row.r.steps ? row.r.time_s * 1e3 / row.r.steps : 0.0);
+      if (row.name == "static_split") {
+        w.key("split_experts");
+        w.begin_array();
+        for (uint64_t c : split) w.value(c);
+        w.end_array();
+      }
       w.end_object();
     }
     w.end_object();
@@ -160,6 +202,12 @@ int run(int argc, char** argv) {
            row.r.stall_free_rate(), row.r.bytes_per_step() / (1 << 20),
            (unsigned long long)row.r.prefetches,
            row.r.steps ? row.r.time_s * 1e3 / row.r.steps : 0.0);
+  if (!split.empty()) {
+    printf("static_split: private caches of");
+    for (size_t m = 0; m < split.size(); ++m)
+      printf(" %llu (%s)", (unsigned long long)split[m], traces[m].name().c_str());
+    printf(" experts, each running the default policy with prefetch\n");
+  }
   return 0;
 }
 

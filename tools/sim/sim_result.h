@@ -26,6 +26,18 @@ struct SimResult {
   uint64_t prefetches_used = 0;  // of those, demanded before eviction
   double time_s = 0;             // simulated wall time of the replay
 
+  // Adds `b`'s counts (and time) to this one: results of disjoint replays combined.
+  SimResult& operator+=(const SimResult& b) {
+    accesses += b.accesses;
+    hits += b.hits;
+    stall_free += b.stall_free;
+    bytes_read += b.bytes_read;
+    steps += b.steps;
+    prefetches += b.prefetches;
+    prefetches_used += b.prefetches_used;
+    time_s += b.time_s;
+    return *this;
+  }
   double hit_rate() const { return accesses ? double(hits) / accesses : 0; }
   double stall_free_rate() const { return accesses ? double(stall_free) / accesses : 0; }
   double bytes_per_step() const { return steps ? double(bytes_read) / steps : 0; }
