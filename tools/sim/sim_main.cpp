@@ -51,7 +51,7 @@ int run(int argc, char** argv) {
                  "gpt-oss, mixtral) and/or key=value pairs (layers, experts, top_k, steps, "
                  "skew, reuse, xlayer, seed, seq), e.g. 'qwen3,skew=1.0'; repeat, and mix "
                  "with --trace, for concurrent models (after the traces)");
-  app.add_option("--capacity", fraction, "cache size as a fraction of all experts")
+  app.add_option("--capacity", fraction, "cache size as a fraction of all the models' experts")
       ->required()->check(CLI::Range(0.0, 1.0));
   app.add_option("--workers", workers, "workers per trace, replaying different sequences")
       ->check(CLI::Range(1u, 4096u));
@@ -70,6 +70,13 @@ int run(int argc, char** argv) {
                  "predicted probability a prefetch needs")->check(CLI::Range(0.0, 1.0));
   app.add_option("--policy", extra, "also report these policies (lru, lrfu, lfu), each "
                  "with and without prefetch");
+  app.footer(
+      "Several sources (--trace and --synthetic, in that order) are concurrent models whose "
+      "workers share one cache of FRACTION of all their experts; with more than one, policy "
+      "static_split reports the best split of that budget (steps of 1/16, chosen by hit rate) "
+      "into private caches, each running the default policy with prefetch on its own "
+      "model's workers. Policies: default (with prefetch), default_demand, lru, belady "
+      "(offline optimum), static_split.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
