@@ -288,6 +288,16 @@ const std::vector<SectionSpec>& schema() {
               return Status::Ok();
             }},
        }},
+      {"policy",
+       {
+           {"name",
+            [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
+              auto v = get_choice(o, n, "policy.name", {"default", "lru"});
+              if (!v.ok()) return v.status();
+              c->policy_name = *v;
+              return Status::Ok();
+            }},
+       }},
       {"admin",
        {
            {"uids",
@@ -521,6 +531,9 @@ Status validate_config(DaemonConfig* cfg) {
   if (!one_of(cfg->lock_memory, {"auto", "on", "off"})) {
     return InvalidArgument("pool.lock: '" + cfg->lock_memory + "' is not one of auto|on|off");
   }
+  if (!one_of(cfg->policy_name, {"default", "lru"})) {
+    return InvalidArgument("policy.name: '" + cfg->policy_name + "' is not one of default|lru");
+  }
   if (cfg->queue_depth < 1 || cfg->queue_depth > kMaxQueueDepth) {
     return InvalidArgument("io.queue_depth: " + std::to_string(cfg->queue_depth) +
                            " is out of range 1..4096");
@@ -590,6 +603,7 @@ std::string describe_config(const DaemonConfig& cfg) {
       << "io.mode:            " << cfg.io_mode << "\n"
       << "io.direct:          " << (cfg.io_direct ? "true" : "false") << "\n"
       << "io.queue_depth:     " << cfg.queue_depth << "\n"
+      << "policy.name:        " << cfg.policy_name << "\n"
       << "admin.uids:         " << list(cfg.admin_uids) << "\n"
       << "admin.groups:       " << list(cfg.admin_groups) << "\n";
   return out.str();

@@ -45,6 +45,8 @@ struct DaemonConfig {
   bool io_direct = true;
   // io.queue_depth: reads in flight, 1..4096.
   uint32_t queue_depth = 32;
+  // policy.name: the expert cache's residency policy, "default" or "lru".
+  std::string policy_name = "default";
   // admin.uids: may call admin RPCs (root and the daemon's own uid always may).
   std::vector<uint32_t> admin_uids;
   // admin.groups: group names whose members may call admin RPCs.

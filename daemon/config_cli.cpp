@@ -44,6 +44,10 @@ void add_config_flags(CLI::App& app, CliOverrides* out) {
          "--lock", [out](const std::string& v) { out->lock_memory = v; },
          "lock pool memory: auto (try), on (fail if refused), off")
       ->type_name("auto|on|off");
+  app.add_option_function<std::string>(
+         "--policy", [out](const std::string& v) { out->policy = v; },
+         "expert cache residency policy: default (decayed frequency and recency) or lru")
+      ->type_name("NAME");
 }
 
 Status apply_overrides(const CliOverrides& o, DaemonConfig* cfg) {
@@ -94,6 +98,12 @@ Status apply_overrides(const CliOverrides& o, DaemonConfig* cfg) {
       return InvalidArgument("--lock: '" + *o.lock_memory + "' is not one of auto|on|off");
     }
     cfg->lock_memory = *o.lock_memory;
+  }
+  if (o.policy) {
+    if (!one_of(*o.policy, {"default", "lru"})) {
+      return InvalidArgument("--policy: '" + *o.policy + "' is not one of default|lru");
+    }
+    cfg->policy_name = *o.policy;
   }
   return Status::Ok();
 }

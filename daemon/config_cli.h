@@ -31,6 +31,7 @@ struct CliOverrides {
   std::optional<std::string> io_mode;       // --io-mode M
   bool no_direct = false;                   // --no-direct: io.direct = false
   std::optional<std::string> lock_memory;   // --lock auto|on|off
+  std::optional<std::string> policy;        // --policy default|lru
 };
 
 // Registers the flags above on `app`, writing into `*out` when parsed. `out` must outlive

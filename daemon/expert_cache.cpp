@@ -25,8 +25,9 @@ ReadSpan span_of(const ProjTensor& t, uint32_t expert, uint8_t* region, uint64_t
 
 }  // namespace
 
-ExpertCache::ExpertCache(Pool* pool, IoEngine* io)
-    : pool_(pool), io_(io), table_(pool->control()) {
+ExpertCache::ExpertCache(Pool* pool, IoEngine* io, std::unique_ptr<ResidencyPolicy> policy)
+    : pool_(pool), io_(io), table_(pool->control()), policy_(std::move(policy)) {
+  if (!policy_) policy_ = std::move(make_policy("default")).value();  // a known name
   totals_.pool_bytes = pool->pool_bytes();
 }
 
@@ -60,6 +61,13 @@ Status ExpertCache::prepare_model(Model* model) {
                                            std::to_string(layer.layer) + ": " +
                                            c.status().message());
     layout.slot_class = *c;
+    // The policy scales its time constants with how many experts the class can hold:
+    // the whole pool's worth, since segments move to the classes that need them.
+    if (capacity_told_.size() <= *c) capacity_told_.resize(*c + 1, false);
+    if (!capacity_told_[*c]) {
+      policy_->set_capacity(*c, pool_->capacity_slots(*c));
+      capacity_told_[*c] = true;
+    }
     model->layouts.push_back(std::move(layout));
   }
   return Status::Ok();
@@ -147,6 +155,7 @@ void ExpertCache::evict_locked(uint64_t slot) {
   SlotInfo& s = info(slot);
   lru_.remove(pool_->slot_class(slot), slot);
   resident_.erase(s.key);
+  policy_->erase(policy_key(s.key));
   if (s.model) {
     s.model->counters.evictions++;
     s.model->counters.resident--;
@@ -189,17 +198,41 @@ bool ExpertCache::steal_segment_locked(uint32_t c, uint64_t victim_tick) {
   return true;
 }
 
-std::optional<uint64_t> ExpertCache::allocate_locked(uint32_t c, bool may_steal) {
-  if (auto slot = pool_->take_free_slot(c)) return slot;
-  auto victim = lru_.victim(c);
-  // Evict within the class unless another class holds a whole segment of older experts.
-  uint64_t victim_tick = victim ? victim->second : ~0ull;
+std::optional<uint64_t> ExpertCache::victim_locked(uint32_t c) const {
+  // keep: pinned or loading slots are never victims (invariant 2); exactly the evictable
+  // slots are in lru_.
+  auto keep = [this](const PolicyKey& k) {
+    auto it = resident_.find({k.model, k.layer, k.expert});
+    return it == resident_.end() || !lru_.contains(it->second);
+  };
+  auto v = policy_->victim(c, keep);
+  if (!v) return std::nullopt;
+  return resident_.at({v->model, v->layer, v->expert});
+}
+
+std::optional<uint64_t> ExpertCache::allocate_locked(uint32_t c, bool may_steal,
+                                                     const PolicyKey* admit_key) {
+  if (auto slot = pool_->take_free_slot(c)) {
+    if (admit_key && !policy_->admit(*admit_key, 1.0, nullptr)) {
+      pool_->return_slot(*slot);
+      return std::nullopt;
+    }
+    return slot;
+  }
+  auto victim = victim_locked(c);
+  // Evict the policy's victim unless another class holds a whole segment of experts all
+  // used longer ago than it was (LRU ticks: the one clock comparable across classes).
+  uint64_t victim_tick = victim ? lru_.tick_of(*victim).value_or(~0ull) : ~0ull;
   if (may_steal && steal_segment_locked(c, victim_tick)) {
     if (auto slot = pool_->take_free_slot(c)) return slot;
+    victim = victim_locked(c);
   }
-  victim = lru_.victim(c);
   if (!victim) return std::nullopt;
-  evict_locked(victim->first);
+  if (admit_key) {
+    PolicyKey vk = policy_key(info(*victim).key);
+    if (!policy_->admit(*admit_key, 1.0, &vk)) return std::nullopt;
+  }
+  evict_locked(*victim);
   return pool_->take_free_slot(c);
 }
 
@@ -214,6 +247,7 @@ ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<
   s.generation = table_.begin_load(slot, model->id(), layer.layer, expert, layout.slot_class);
   s.places.clear();
   resident_[s.key] = slot;
+  policy_->insert(policy_key(s.key), layout.slot_class, access_tick_);
   model->counters.resident++;
   model->counters.used_bytes += layout.stride;
   totals_.used_bytes += layout.stride;
@@ -266,6 +300,7 @@ void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32
     auto it = resident_.find(key);
     uint64_t slot;
     bool hit = it != resident_.end();
+    policy_->on_access(policy_key(key), ++access_tick_, hit);
     if (hit) {
       slot = it->second;
       model->counters.hits++;
@@ -357,6 +392,7 @@ void ExpertCache::on_read_done(uint64_t slot, Status status) {
       for (auto& op : waiters) callbacks.push_back(fail_op_locked(op, err));
       table_.mark_free(slot);
       resident_.erase(s.key);
+      policy_->erase(policy_key(s.key));
       model->counters.resident--;
       model->counters.used_bytes -= pool_->stride(pool_->slot_class(slot));
       totals_.used_bytes -= pool_->stride(pool_->slot_class(slot));
@@ -405,8 +441,10 @@ Result<uint32_t> ExpertCache::prefetch(std::shared_ptr<Model> model, uint32_t la
     uint32_t c = model->layouts[v->layer_pos].slot_class;
     for (uint32_t e : experts) {
       if (resident_.count({model->id(), layer, e})) continue;
-      auto slot = allocate_locked(c, /*may_steal=*/false);
-      if (!slot) break;
+      // Not a demand: no on_access; the policy decides whether the hint is worth a slot.
+      PolicyKey key{model->id(), layer, e};
+      auto slot = allocate_locked(c, /*may_steal=*/false, &key);
+      if (!slot) continue;
       model->counters.prefetches++;
       totals_.prefetches++;
       reads.push_back(begin_load_locked(*slot, model, v->layer_pos, e, ReadPriority::kPrefetch));

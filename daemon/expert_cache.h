@@ -2,9 +2,11 @@
 // acquire() pins what is resident and starts reads (through the IoEngine) for what is
 // not; its callback runs once every expert of the request is resident, or once one of
 // them failed (then nothing of the request stays pinned). Misses that find no free slot
-// evict the least recently used unpinned expert of the same slot class, or take a whole
-// segment from another class when its experts are older. A request that cannot fit
-// fails at once with kResourceExhausted instead of waiting.
+// evict the ResidencyPolicy's victim (daemon/policy.h) among the unpinned, fully read
+// experts of the same slot class, or take a whole segment from another class when its
+// experts were all used longer ago than that victim. Prefetches enter through the
+// policy's admit(). A request that cannot fit fails at once with kResourceExhausted
+// instead of waiting.
 //
 // Invariants kept here: a pinned or loading slot is never evicted or overwritten; a
 // slot is served (its lease returned) only after its read completed without error; a
@@ -26,6 +28,7 @@
 #include "daemon/io_engine.h"
 #include "daemon/lru_policy.h"
 #include "daemon/model.h"
+#include "daemon/policy.h"
 #include "daemon/pool.h"
 #include "daemon/slot_table.h"
 
@@ -64,7 +67,8 @@ class ExpertCache {
  public:
   using AcquireDone = std::function<void(Result<std::vector<LeaseInfo>>)>;
 
-  ExpertCache(Pool* pool, IoEngine* io);
+  // `policy` decides residency (null: make_policy("default")).
+  ExpertCache(Pool* pool, IoEngine* io, std::unique_ptr<ResidencyPolicy> policy = nullptr);
   // The IoEngine must be stopped first: its read callbacks call into the cache.
   ~ExpertCache();
 
@@ -80,8 +84,9 @@ class ExpertCache {
   // Unpins leases of `session`. All refs are checked first; any unknown or stale ref
   // fails the whole call and changes nothing.
   Status release(uint64_t session, const std::vector<LeaseRef>& refs);
-  // Starts low-priority reads for experts not resident when a slot is free or evictable.
-  // Returns how many reads it started. Never pins, never evicts pinned slots.
+  // Starts low-priority reads for experts not resident when a slot is free, or when the
+  // policy admits the expert over its victim (hints count as certain: p = 1). Returns how
+  // many reads it started. Never pins, never evicts pinned or loading slots.
   Result<uint32_t> prefetch(std::shared_ptr<Model> model, uint32_t layer,
                             std::vector<uint32_t> experts);
   // Drops every pin of `session` and forgets it. Idempotent.
@@ -125,8 +130,14 @@ class ExpertCache {
   Result<Validated> validate(const Model& model, uint32_t layer,
                              const std::vector<uint32_t>& experts) const;
   SlotInfo& info(uint64_t slot);
-  // Finds a slot for class c: free, else evict LRU, else steal an older segment.
-  std::optional<uint64_t> allocate_locked(uint32_t c, bool may_steal);
+  static PolicyKey policy_key(const ExpertKey& k) { return {k.model_id, k.layer, k.expert}; }
+  // The policy's victim in class c among evictable slots (never pinned or loading).
+  std::optional<uint64_t> victim_locked(uint32_t c) const;
+  // Finds a slot for class c: free, else steal an older segment (may_steal), else evict
+  // the policy's victim. A prefetch (`admit_key` set) only evicts a victim the policy
+  // admits it over.
+  std::optional<uint64_t> allocate_locked(uint32_t c, bool may_steal,
+                                          const PolicyKey* admit_key = nullptr);
   void evict_locked(uint64_t slot);
   bool steal_segment_locked(uint32_t c, uint64_t victim_tick);
   // Claims `slot` for an expert and returns the read that fills it.
@@ -143,10 +154,16 @@ class ExpertCache {
   IoEngine* io_;
   SlotTable table_;
   mutable std::mutex mu_;
-  uint64_t tick_ = 0;
+  uint64_t tick_ = 0;         // LRU clock of evictable slots, for segment stealing only
+  uint64_t access_tick_ = 0;  // the policy's clock: one tick per demanded expert
   std::vector<SlotInfo> slots_;  // by slot table index, grown on demand
   std::unordered_map<ExpertKey, uint64_t, KeyHash> resident_;  // loading or ready
+  // Evictable slots (ready, unpinned) with when they were last used. The policy picks
+  // victims within a class; these ticks only decide whether another class's segment is
+  // older than that victim (a per-class score is not comparable across classes).
   LruPolicy lru_;
+  std::unique_ptr<ResidencyPolicy> policy_;
+  std::vector<bool> capacity_told_;  // per class: policy_->set_capacity was called
   std::unordered_map<uint64_t, std::unordered_map<uint64_t, uint32_t>> session_pins_;
   CacheStats totals_;
 };

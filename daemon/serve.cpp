@@ -75,7 +75,12 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
     spdlog::critical("cannot start the I/O engine: {}", io.status().message());
     return 1;
   }
-  ExpertCache cache(pool->get(), io->get());
+  auto policy = make_policy(cfg.policy_name);
+  if (!policy.ok()) {
+    spdlog::critical("policy.name: {}", policy.status().message());
+    return 1;
+  }
+  ExpertCache cache(pool->get(), io->get(), std::move(policy).value());
   ModelRegistry models(cfg.model_roots, &cache);
   SessionRegistry sessions(&cache);
   Listener listener;

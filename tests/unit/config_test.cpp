@@ -365,6 +365,26 @@ mode = "pread"
   EXPECT_TRUE(f->io_direct);
 }
 
+TEST_F(ConfigTest, PolicyNameFromFileAndFlagWithBadNamesRejected) {
+  EXPECT_EQ(default_config().policy_name, "default");
+  auto c = load_config_file(write("c.toml", "[policy]\nname = \"lru\"\n"), default_config());
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->policy_name, "lru");
+  std::string e = load_error("[policy]\nname = \"fifo\"\n");
+  EXPECT_EQ(e.rfind(file() + ":2:", 0), 0u) << e;
+  EXPECT_NE(e.find("'fifo' is not one of default|lru"), std::string::npos) << e;
+
+  auto f = parse_flags({"--model-root", (dir_ / "models").string(), "--policy", "lru"});
+  ASSERT_TRUE(f.ok()) << f.status().to_string();
+  EXPECT_EQ(f->policy_name, "lru");
+  EXPECT_NE(describe_config(*f).find("policy.name:        lru"), std::string::npos);
+  f = parse_flags({"--policy", "belady"});
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("--policy: 'belady' is not one of default|lru"),
+            std::string::npos)
+      << f.status().message();
+}
+
 TEST_F(ConfigTest, BadFlagsNameTheFlag) {
   auto r = parse_flags({"--pool-size", "12Q"});
   ASSERT_FALSE(r.ok());

@@ -1,4 +1,4 @@
-// ExpertCache: pins, LRU eviction, read errors, sessions — on a real GGUF file read by a
+// ExpertCache: pins, policy-driven eviction (LRU and the default policy), read errors, sessions — on a real GGUF file read by a
 // real I/O engine (pread, wrapped by the fault seam where a test injects faults).
 #include "daemon/expert_cache.h"
 
@@ -53,7 +53,8 @@ class ExpertCacheTest : public ::testing::Test {
   }
 
   // Builds pool, engine (optionally behind the fault seam), cache and the model.
-  void start(uint64_t pool_bytes, bool faulty = false, bool direct = true) {
+  void start(uint64_t pool_bytes, bool faulty = false, bool direct = true,
+             const char* policy = "default") {
     auto pool = Pool::create({pool_bytes, 0, "off"});
     ASSERT_TRUE(pool.ok()) << pool.status().to_string();
     pool_ = std::move(pool).value();
@@ -70,7 +71,9 @@ class ExpertCacheTest : public ::testing::Test {
     auto engine = IoEngine::create(options, std::move(backend));
     ASSERT_TRUE(engine.ok()) << engine.status().to_string();
     engine_ = std::move(engine).value();
-    cache_ = std::make_unique<ExpertCache>(pool_.get(), engine_.get());
+    auto p = make_policy(policy);
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    cache_ = std::make_unique<ExpertCache>(pool_.get(), engine_.get(), std::move(p).value());
     model_ = std::make_shared<Model>();
     auto cat = Catalog::open(path_);
     ASSERT_TRUE(cat.ok()) << cat.status().to_string();
@@ -278,7 +281,7 @@ TEST_F(ExpertCacheTest, PinnedExpertsAreNeverEvictedAndFullPoolFailsFast) {
 }
 
 TEST_F(ExpertCacheTest, EvictsLeastRecentlyUsed) {
-  start(1 << 20);
+  start(1 << 20, false, true, "lru");
   uint64_t capacity = (1 << 20) / stride();
   cache_->add_session(1);
   // Fill the pool with layer-0 and layer-1 experts, released in order; then touch the first.
@@ -303,6 +306,63 @@ TEST_F(ExpertCacheTest, EvictsLeastRecentlyUsed) {
   auto second = acquire(1, order[1].first, {order[1].second});
   EXPECT_FALSE((*second)[0].hit);
   EXPECT_EQ(cache_->stats().evictions, 2u);
+}
+
+// An expert demanded often outlasts a run of one-off experts under the default policy
+// (decayed frequency); under LRU the one-offs push it out.
+TEST_F(ExpertCacheTest, DefaultPolicyKeepsAFrequentExpertThatLruEvicts) {
+  for (const char* policy : {"default", "lru"}) {
+    SCOPED_TRACE(policy);
+    if (engine_) engine_->stop();  // the previous round's cache goes first
+    cache_.reset();
+    start(1 << 20, false, true, policy);
+    uint64_t capacity = (1 << 20) / stride();
+    ASSERT_LT(capacity, 2u * kExperts - 1);
+    cache_->add_session(1);
+    for (int i = 0; i < 5; ++i) {
+      auto r = acquire(1, 0, {0});
+      ASSERT_TRUE(r.ok());
+      ASSERT_TRUE(cache_->release(1, refs(*r)).ok());
+    }
+    for (uint32_t i = 1; i < 2 * kExperts; ++i) {  // every other expert once
+      auto r = acquire(1, i / kExperts, {i % kExperts});
+      ASSERT_TRUE(r.ok());
+      ASSERT_TRUE(cache_->release(1, refs(*r)).ok());
+    }
+    auto again = acquire(1, 0, {0});
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ((*again)[0].hit, std::string(policy) == "default");
+    ASSERT_TRUE(cache_->release(1, refs(*again)).ok());
+  }
+}
+
+// Whatever the policy prefers, a pinned expert is never its victim: a pool full of pins
+// but one slot evicts only that slot.
+TEST_F(ExpertCacheTest, DefaultPolicyNeverEvictsPinnedExperts) {
+  start(1 << 20);
+  uint64_t capacity = (1 << 20) / stride();
+  cache_->add_session(1);
+  std::vector<LeaseInfo> held;
+  for (int i = 0; i < 4; ++i) {  // expert 0 of layer 0 is the most popular
+    auto r = acquire(1, 0, {0});
+    ASSERT_TRUE(r.ok());
+    if (i < 3) ASSERT_TRUE(cache_->release(1, refs(*r)).ok());
+    else held.push_back((*r)[0]);
+  }
+  for (uint32_t i = 1; i < capacity; ++i) {
+    auto r = acquire(1, i / kExperts, {i % kExperts});
+    ASSERT_TRUE(r.ok());
+    held.push_back((*r)[0]);
+  }
+  ASSERT_TRUE(cache_->release(1, {{held.back().slot_id, held.back().generation}}).ok());
+  for (uint32_t i = capacity; i < 2 * kExperts; ++i) {
+    auto r = acquire(1, i / kExperts, {i % kExperts});
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ((*r)[0].slot_id, held.back().slot_id) << "only the unpinned slot is reused";
+    ASSERT_TRUE(cache_->release(1, refs(*r)).ok());
+  }
+  held.pop_back();
+  for (size_t i = 0; i < held.size(); ++i) expect_bytes(i / kExperts, held[i]);
 }
 
 TEST_F(ExpertCacheTest, RequestLargerThanThePoolIsResourceExhausted) {
