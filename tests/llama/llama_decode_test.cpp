@@ -72,6 +72,24 @@ class LlamaDecodeTest : public DaemonFixture {
     return run({"/bin/sh", "-c", cmd + "2>&1"});
   }
 
+  // Two moepool-llama processes with --moepool started together, logits into a.bin and
+  // b.bin; returns their stdout (a failure to exit 0 is a fatal test failure).
+  std::pair<std::string, std::string> decode_twice_at_once(const std::string& gguf) {
+    auto argv = [&](const std::string& dump) {
+      return std::vector<std::string>{bin("moepool-llama"), gguf, "--prompt", kPrompt, "-n",
+                                      std::to_string(kSteps), "-t", "1", "--json",
+                                      "--dump-logits", dump, "--moepool", socket_};
+    };
+    Process first(argv(path("a.bin"))), second(argv(path("b.bin")));
+    std::string out_a = first.read_all(), out_b = second.read_all();
+    int rc_a = first.wait(), rc_b = second.wait();
+    [&] {
+      ASSERT_EQ(rc_a, 0) << out_a;
+      ASSERT_EQ(rc_b, 0) << out_b;
+    }();
+    return {out_a, out_b};
+  }
+
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 };
 
@@ -122,15 +140,8 @@ TEST_F(LlamaDecodeTest, TwoProcessesShareOneCopy) {
   auto [rc0, stock] = decode(gguf, path("stock.bin"), false);
   ASSERT_EQ(rc0, 0) << stock;
   start_daemon("64M");  // room for every expert: both sessions hit the same copy
-  auto argv = [&](const std::string& dump) {
-    return std::vector<std::string>{bin("moepool-llama"), gguf, "--prompt", kPrompt, "-n",
-                                    std::to_string(kSteps), "-t", "1", "--json", "--dump-logits",
-                                    dump, "--moepool", socket_};
-  };
-  Process first(argv(path("a.bin"))), second(argv(path("b.bin")));
-  std::string out_a = first.read_all(), out_b = second.read_all();
-  ASSERT_EQ(first.wait(), 0) << out_a;
-  ASSERT_EQ(second.wait(), 0) << out_b;
+  auto [out_a, out_b] = decode_twice_at_once(gguf);
+  if (HasFatalFailure()) return;
 
   std::string expect = read_file(path("stock.bin"));
   EXPECT_TRUE(read_file(path("a.bin")) == expect) << "first process differs from stock";
@@ -210,15 +221,8 @@ TEST_F(LlamaDecodeTest, TwoProcessesOnATightPoolStayBitIdentical) {
   ASSERT_EQ(rc0, 0) << stock;
   const uint64_t slot = 3 * (256 * 8 * 34 + 4096);
   start_daemon(std::to_string(18 * slot));
-  auto argv = [&](const std::string& dump) {
-    return std::vector<std::string>{bin("moepool-llama"), gguf, "--prompt", kPrompt, "-n",
-                                    std::to_string(kSteps), "-t", "1", "--json", "--dump-logits",
-                                    dump, "--moepool", socket_};
-  };
-  Process first(argv(path("a.bin"))), second(argv(path("b.bin")));
-  std::string out_a = first.read_all(), out_b = second.read_all();
-  ASSERT_EQ(first.wait(), 0) << out_a;
-  ASSERT_EQ(second.wait(), 0) << out_b;
+  auto [out_a, out_b] = decode_twice_at_once(gguf);
+  if (HasFatalFailure()) return;
   std::string expect = read_file(path("stock.bin"));
   EXPECT_TRUE(read_file(path("a.bin")) == expect) << out_a;
   EXPECT_TRUE(read_file(path("b.bin")) == expect) << out_b;
