@@ -26,7 +26,8 @@ ReadSpan span_of(const ProjTensor& t, uint32_t expert, uint8_t* region, uint64_t
 }  // namespace
 
 ExpertCache::ExpertCache(Pool* pool, IoEngine* io, std::unique_ptr<ResidencyPolicy> policy)
-    : pool_(pool), io_(io), table_(pool->control()), policy_(std::move(policy)) {
+    : pool_(pool), io_(io), table_(pool->control()), policy_(std::move(policy)),
+      budget_(pool->pool_bytes()) {
   if (!policy_) policy_ = std::move(make_policy("default")).value();  // a known name
   totals_.pool_bytes = pool->pool_bytes();
 }
@@ -70,6 +71,13 @@ Status ExpertCache::prepare_model(Model* model) {
     }
     model->layouts.push_back(std::move(layout));
   }
+  budget_.add_model(model->id(), model->catalog.name());
+  // A model that demanded nothing while the others demanded four pools' worth of experts
+  // (in the smallest class) counts as idle and keeps only its minimum.
+  uint64_t most_slots = 0;
+  for (uint32_t c = 0; c < pool_->class_count(); ++c)
+    most_slots = std::max(most_slots, pool_->capacity_slots(c));
+  budget_.set_idle_after(4 * most_slots);
   return Status::Ok();
 }
 
@@ -160,6 +168,7 @@ void ExpertCache::evict_locked(uint64_t slot) {
     s.model->counters.evictions++;
     s.model->counters.resident--;
     s.model->counters.used_bytes -= pool_->stride(pool_->slot_class(slot));
+    budget_.charge(s.model->id(), -static_cast<int64_t>(pool_->stride(pool_->slot_class(slot))));
   }
   totals_.evictions++;
   totals_.used_bytes -= pool_->stride(pool_->slot_class(slot));
@@ -211,9 +220,9 @@ std::optional<uint64_t> ExpertCache::victim_locked(uint32_t c) const {
 }
 
 std::optional<uint64_t> ExpertCache::allocate_locked(uint32_t c, bool may_steal,
-                                                     const PolicyKey* admit_key) {
+                                                     const PolicyKey* admit_key, double admit_p) {
   if (auto slot = pool_->take_free_slot(c)) {
-    if (admit_key && !policy_->admit(*admit_key, 1.0, nullptr)) {
+    if (admit_key && !policy_->admit(*admit_key, admit_p, nullptr)) {
       pool_->return_slot(*slot);
       return std::nullopt;
     }
@@ -230,7 +239,7 @@ std::optional<uint64_t> ExpertCache::allocate_locked(uint32_t c, bool may_steal,
   if (!victim) return std::nullopt;
   if (admit_key) {
     PolicyKey vk = policy_key(info(*victim).key);
-    if (!policy_->admit(*admit_key, 1.0, &vk)) return std::nullopt;
+    if (!policy_->admit(*admit_key, admit_p, &vk)) return std::nullopt;
   }
   evict_locked(*victim);
   return pool_->take_free_slot(c);
@@ -246,11 +255,15 @@ ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<
   s.model = model;
   s.generation = table_.begin_load(slot, model->id(), layer.layer, expert, layout.slot_class);
   s.places.clear();
+  s.prefetch = prio == ReadPriority::kPrefetch;
+  s.warmup = false;
+  if (s.prefetch) prefetch_loading_bytes_ += layout.stride;
   resident_[s.key] = slot;
   policy_->insert(policy_key(s.key), layout.slot_class, access_tick_);
   model->counters.resident++;
   model->counters.used_bytes += layout.stride;
   totals_.used_bytes += layout.stride;
+  budget_.charge(model->id(), static_cast<int64_t>(layout.stride));
 
   ReadRequest req;
   req.priority = prio;
@@ -301,6 +314,7 @@ void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32
     uint64_t slot;
     bool hit = it != resident_.end();
     policy_->on_access(policy_key(key), ++access_tick_, hit);
+    budget_.on_access(model->id(), access_tick_);
     if (hit) {
       slot = it->second;
       model->counters.hits++;
@@ -359,6 +373,25 @@ void ExpertCache::on_read_done(uint64_t slot, Status status) {
     std::vector<std::shared_ptr<AcquireOp>> waiters = std::move(s.waiters);
     s.waiters.clear();
     std::shared_ptr<Model> model = s.model;
+    const uint64_t stride = pool_->stride(pool_->slot_class(slot));
+    if (s.prefetch) {
+      prefetch_loading_bytes_ -= stride;
+      s.prefetch = false;
+    }
+    if (s.warmup) {
+      s.warmup = false;
+      ModelCounters& mc = model->counters;
+      if (status.ok()) {
+        mc.warmup_loaded++;
+        for (const auto& p : s.places) mc.warmup_bytes_read += p.bytes;
+      } else {
+        mc.warmup_failed++;
+      }
+      if (mc.warmup_loaded + mc.warmup_failed == mc.warmup_planned)
+        mc.warmup_state = mc.warmup_failed == 0
+                              ? "done"
+                              : "done, " + std::to_string(mc.warmup_failed) + " reads failed";
+    }
     if (status.ok()) {
       s.state = State::kReady;
       table_.mark_ready(slot);
@@ -394,8 +427,9 @@ void ExpertCache::on_read_done(uint64_t slot, Status status) {
       resident_.erase(s.key);
       policy_->erase(policy_key(s.key));
       model->counters.resident--;
-      model->counters.used_bytes -= pool_->stride(pool_->slot_class(slot));
-      totals_.used_bytes -= pool_->stride(pool_->slot_class(slot));
+      model->counters.used_bytes -= stride;
+      totals_.used_bytes -= stride;
+      budget_.charge(model->id(), -static_cast<int64_t>(stride));
       s.state = State::kFree;
       if (s.pins == 0) {
         s.model.reset();
@@ -432,26 +466,113 @@ Status ExpertCache::release(uint64_t session, const std::vector<LeaseRef>& refs)
 }
 
 Result<uint32_t> ExpertCache::prefetch(std::shared_ptr<Model> model, uint32_t layer,
-                                       std::vector<uint32_t> experts) {
+                                       std::vector<uint32_t> experts,
+                                       std::vector<double> probabilities, PrefetchSource source) {
+  if (!probabilities.empty() && probabilities.size() != experts.size())
+    return InvalidArgument("prefetch names " + std::to_string(experts.size()) + " experts but " +
+                           std::to_string(probabilities.size()) + " probabilities");
+  for (double p : probabilities)
+    if (!(p >= 0 && p <= 1))
+      return InvalidArgument("prefetch probability " + std::to_string(p) + " is outside [0, 1]");
   std::vector<ReadRequest> reads;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto v = validate(*model, layer, experts);
     if (!v.ok()) return v.status();
-    uint32_t c = model->layouts[v->layer_pos].slot_class;
-    for (uint32_t e : experts) {
+    const LayerSlotLayout& layout = model->layouts[v->layer_pos];
+    uint32_t c = layout.slot_class;
+    for (size_t i = 0; i < experts.size(); ++i) {
+      uint32_t e = experts[i];
       if (resident_.count({model->id(), layer, e})) continue;
+      if (prefetch_cap_ && prefetch_loading_bytes_ + layout.stride > prefetch_cap_) break;
       // Not a demand: no on_access; the policy decides whether the hint is worth a slot.
       PolicyKey key{model->id(), layer, e};
-      auto slot = allocate_locked(c, /*may_steal=*/false, &key);
+      auto slot = allocate_locked(c, /*may_steal=*/false, &key,
+                                  probabilities.empty() ? 1.0 : probabilities[i]);
       if (!slot) continue;
       model->counters.prefetches++;
+      if (source == PrefetchSource::kPredictor) model->counters.predicted_prefetches++;
       totals_.prefetches++;
       reads.push_back(begin_load_locked(*slot, model, v->layer_pos, e, ReadPriority::kPrefetch));
     }
   }
   for (auto& r : reads) io_->submit(std::move(r));
   return static_cast<uint32_t>(reads.size());
+}
+
+Result<uint32_t> ExpertCache::warm(std::shared_ptr<Model> model, std::vector<WarmItem> items) {
+  std::vector<ReadRequest> reads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const WarmItem& it : items) {
+      int pos = model->layer_pos(it.layer);
+      if (pos < 0 || it.expert >= model->catalog.layers()[pos].n_experts)
+        return InvalidArgument("warm-up names expert " + std::to_string(it.expert) +
+                               " of layer " + std::to_string(it.layer) + ", which model " +
+                               model->catalog.name() + " does not have");
+    }
+    model->counters.warmup_planned = 0;
+    model->counters.warmup_state = "running";
+    const uint64_t share = budget_.share(model->id(), access_tick_);
+    for (const WarmItem& it : items) {
+      int pos = model->layer_pos(it.layer);
+      PolicyKey key{model->id(), it.layer, it.expert};
+      policy_->seed(key, it.score, access_tick_);
+      if (resident_.count({model->id(), it.layer, it.expert})) continue;
+      const LayerSlotLayout& layout = model->layouts[pos];
+      if (share && budget_.used(model->id()) + layout.stride > share) continue;
+      auto slot = pool_->take_free_slot(layout.slot_class);
+      if (!slot) continue;
+      model->counters.prefetches++;
+      model->counters.warmup_planned++;
+      totals_.prefetches++;
+      reads.push_back(begin_load_locked(*slot, model, pos, it.expert, ReadPriority::kPrefetch));
+      info(*slot).warmup = true;
+    }
+    if (reads.empty()) model->counters.warmup_state = "done";
+  }
+  for (auto& r : reads) io_->submit(std::move(r));
+  return static_cast<uint32_t>(reads.size());
+}
+
+void ExpertCache::set_prefetch_cap(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  prefetch_cap_ = bytes;
+}
+
+Status ExpertCache::set_quota(const std::string& model_name, const Quota& q) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return budget_.set_quota(model_name, q);
+}
+
+QuotaView ExpertCache::quota_of(const Model& model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  QuotaView v = budget_.view(model.id(), access_tick_);
+  if (v.share_bytes == 0 && !v.active) v.quota = budget_.quota(model.catalog.name());
+  return v;
+}
+
+void ExpertCache::remove_model(const Model& model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  budget_.remove_model(model.id());
+}
+
+std::vector<SlotClassView> ExpertCache::class_stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<SlotClassView> out(pool_->class_count());
+  for (uint32_t c = 0; c < out.size(); ++c) out[c].stride = pool_->stride(c);
+  for (uint32_t seg = 0; seg < pool_->segment_count(); ++seg) {
+    uint32_t o = pool_->segment_owner(seg);
+    if (o != Pool::kNoClass) out[o].segments++;
+  }
+  for (uint64_t slot = 0; slot < slots_.size(); ++slot)
+    if (slots_[slot].state != State::kFree) out[pool_->slot_class(slot)].slots_used++;
+  return out;
+}
+
+uint64_t ExpertCache::segment_moves() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return segment_moves_;
 }
 
 void ExpertCache::release_session(uint64_t session) {

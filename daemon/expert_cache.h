@@ -25,6 +25,7 @@
 
 #include "common/catalog.h"
 #include "common/status.h"
+#include "daemon/budget.h"
 #include "daemon/io_engine.h"
 #include "daemon/lru_policy.h"
 #include "daemon/model.h"
@@ -57,6 +58,23 @@ struct LeaseRef {
   uint64_t generation;
 };
 
+// Why a low-priority read was started (counted per model).
+enum class PrefetchSource { kHint, kPredictor, kWarmup };
+
+// One expert for warm-up, in the order the reads should be issued (file order).
+struct WarmItem {
+  uint32_t layer = 0, expert = 0;
+  double score = 0;  // persisted popularity; seeds the policy
+};
+
+struct SlotClassView {
+  uint64_t stride = 0;
+  uint32_t segments = 0;
+  uint64_t slots_used = 0;
+  uint64_t ghost_hits = 0;
+  uint64_t segments_in = 0, segments_out = 0;
+};
+
 struct CacheStats {
   uint64_t pool_bytes = 0, used_bytes = 0, pinned_bytes = 0;
   uint64_t hits = 0, misses = 0, bytes_read = 0, reads = 0, read_errors = 0;
@@ -72,8 +90,8 @@ class ExpertCache {
   // The IoEngine must be stopped first: its read callbacks call into the cache.
   ~ExpertCache();
 
-  // Computes the slot layout of every MoE layer of `model` (creating slot classes).
-  // Fails when an expert cannot fit in a slot of this pool.
+  // Computes the slot layout of every MoE layer of `model` (creating slot classes) and
+  // adds the model to the shared budget. Fails when an expert cannot fit in a slot.
   Status prepare_model(Model* model);
 
   // Registers a live session (its pins are tracked until release_session).
@@ -87,8 +105,28 @@ class ExpertCache {
   // Starts low-priority reads for experts not resident when a slot is free, or when the
   // policy admits the expert over its victim (hints count as certain: p = 1). Returns how
   // many reads it started. Never pins, never evicts pinned or loading slots.
+  // `probabilities` (parallel to experts; empty = all 1) go to the policy's admit().
+  // Stops starting reads once the prefetch bytes still loading reach the cap.
   Result<uint32_t> prefetch(std::shared_ptr<Model> model, uint32_t layer,
-                            std::vector<uint32_t> experts);
+                            std::vector<uint32_t> experts,
+                            std::vector<double> probabilities = {},
+                            PrefetchSource source = PrefetchSource::kHint);
+  // Warm-up of a model just opened: seeds the policy with each item's score and starts
+  // low-priority reads, in the given order, for items that fit in free slots within the
+  // model's share (never evicts). Counts planned / loaded experts and bytes in the
+  // model's counters (warmup_*). Returns how many reads it started.
+  Result<uint32_t> warm(std::shared_ptr<Model> model, std::vector<WarmItem> items);
+  // Caps the bytes of prefetch reads (any source) still loading; 0 = no cap.
+  void set_prefetch_cap(uint64_t bytes);
+
+  // Quotas (see daemon/budget.h), by model name; apply whenever the model is open.
+  Status set_quota(const std::string& model_name, const Quota& q);
+  QuotaView quota_of(const Model& model) const;
+  // A model no longer served (prepare_model() made it join the shared budget).
+  void remove_model(const Model& model);
+
+  std::vector<SlotClassView> class_stats() const;
+  uint64_t segment_moves() const;
   // Drops every pin of `session` and forgets it. Idempotent.
   void release_session(uint64_t session);
   // Evicts every resident unpinned expert of a model. Returns {evicted, still pinned}.
@@ -121,6 +159,8 @@ class ExpertCache {
     uint64_t generation = 0;
     std::vector<ProjectionPlace> places;
     std::vector<std::shared_ptr<AcquireOp>> waiters;  // ops waiting for this read
+    bool prefetch = false;  // loading at low priority (counts against prefetch_cap_)
+    bool warmup = false;    // loading for warm(): counted in the model's warmup_*
   };
   struct Validated {
     int layer_pos;
@@ -137,7 +177,8 @@ class ExpertCache {
   // the policy's victim. A prefetch (`admit_key` set) only evicts a victim the policy
   // admits it over.
   std::optional<uint64_t> allocate_locked(uint32_t c, bool may_steal,
-                                          const PolicyKey* admit_key = nullptr);
+                                          const PolicyKey* admit_key = nullptr,
+                                          double admit_p = 1.0);
   void evict_locked(uint64_t slot);
   bool steal_segment_locked(uint32_t c, uint64_t victim_tick);
   // Claims `slot` for an expert and returns the read that fills it.
@@ -166,6 +207,10 @@ class ExpertCache {
   std::vector<bool> capacity_told_;  // per class: policy_->set_capacity was called
   std::unordered_map<uint64_t, std::unordered_map<uint64_t, uint32_t>> session_pins_;
   CacheStats totals_;
+  Budget budget_;
+  uint64_t prefetch_cap_ = 0;            // 0: no cap
+  uint64_t prefetch_loading_bytes_ = 0;  // slot bytes of prefetch reads not yet done
+  uint64_t segment_moves_ = 0;
 };
 
 }  // namespace moepool

@@ -30,6 +30,10 @@ struct ModelCounters {
   uint64_t hits = 0, misses = 0, bytes_read = 0, read_errors = 0, evictions = 0;
   uint64_t prefetches = 0, resident = 0, pinned = 0;
   uint64_t used_bytes = 0, pinned_bytes = 0;  // slot bytes held / pinned by this model
+  uint64_t predicted_prefetches = 0;          // prefetches started by the daemon's predictor
+  // Warm-up (ExpertCache::warm): state "none" | "running" | "done" | "failed: <why>".
+  std::string warmup_state = "none";
+  uint64_t warmup_planned = 0, warmup_loaded = 0, warmup_failed = 0, warmup_bytes_read = 0;
 };
 
 // What a model file was when the daemon opened it; a different stamp at the same path

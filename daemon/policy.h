@@ -54,6 +54,9 @@ class ResidencyPolicy {
   // Whether a prefetch of `key`, expected to be used with probability `p` in [0, 1], is
   // worth evicting `victim` (nullptr: a free slot would be used).
   virtual bool admit(const PolicyKey& key, double p, const PolicyKey* victim) const = 0;
+  // Prior popularity of `key` (e.g. counts saved by an earlier run), to start its score
+  // from when it is inserted by warm-up. Optional; policies without a score ignore it.
+  virtual void seed(const PolicyKey& key, double weight, uint64_t tick) {}
   // `key` now occupies a slot of `slot_class` (demand miss or admitted prefetch).
   virtual void insert(const PolicyKey& key, uint32_t slot_class, uint64_t tick) = 0;
   // The resident key of `slot_class` to evict next, skipping keys `keep` protects;
