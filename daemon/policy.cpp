@@ -2,12 +2,13 @@
 
 #include <cstdlib>
 
+#include "daemon/policy_adaptive.h"
 #include "daemon/policy_decayed.h"
 #include "daemon/policy_lru.h"
 
 namespace moepool {
 
-std::string_view default_policy_name() { return "lrfu"; }
+std::string_view default_policy_name() { return "adaptive"; }
 
 Result<std::unique_ptr<ResidencyPolicy>> make_policy(std::string_view name) {
   if (name == "default") name = default_policy_name();
@@ -23,6 +24,18 @@ Result<std::unique_ptr<ResidencyPolicy>> make_policy(std::string_view name) {
     o.name = std::string(name);
     return std::unique_ptr<ResidencyPolicy>(new DecayedFrequencyPolicy(o));
   }
+  if (name == "adaptive") return std::unique_ptr<ResidencyPolicy>(new AdaptivePolicy());
+  if (name.starts_with("stale/")) {  // stale/L: the adaptive policy fixed at lambda L
+    AdaptivePolicyOptions o;
+    std::string l(name.substr(6));
+    char* end = nullptr;
+    double lambda = std::strtod(l.c_str(), &end);
+    if (l.empty() || *end != '\0' || !(lambda > 0))
+      return InvalidArgument("policy '" + std::string(name) + "': the lambda after / must be a positive number");
+    o.lambdas = {lambda};
+    o.name = std::string(name);
+    return std::unique_ptr<ResidencyPolicy>(new AdaptivePolicy(o));
+  }
   if (name == "lfu") {
     DecayedFrequencyOptions o;
     o.half_life_per_slot = 1e6;  // ages barely matter: frequency over the whole run
@@ -31,7 +44,7 @@ Result<std::unique_ptr<ResidencyPolicy>> make_policy(std::string_view name) {
     return std::unique_ptr<ResidencyPolicy>(new DecayedFrequencyPolicy(o));
   }
   return InvalidArgument("unknown policy '" + std::string(name) +
-                         "' (expected default, lru, lrfu, lrfu/H or lfu)");
+                         "' (expected default, adaptive, stale/L, lru, lrfu, lrfu/H or lfu)");
 }
 
 }  // namespace moepool

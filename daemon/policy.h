@@ -57,6 +57,13 @@ class ResidencyPolicy {
   // Prior popularity of `key` (e.g. counts saved by an earlier run), to start its score
   // from when it is inserted by warm-up. Optional; policies without a score ignore it.
   virtual void seed(const PolicyKey& key, double weight, uint64_t tick) {}
+  // The class holds experts of several sizes within `bytes` (instead of set_capacity's
+  // slot count); pair it with set_model_bytes(). Optional; policies that count slots
+  // ignore it.
+  virtual void set_budget(uint32_t slot_class, uint64_t bytes) {}
+  // Every expert of `model` takes `expert_bytes`; policies that weigh value per byte use
+  // it when models of different sizes share a budget. Optional.
+  virtual void set_model_bytes(uint64_t model, uint64_t expert_bytes) {}
   // `key` now occupies a slot of `slot_class` (demand miss or admitted prefetch).
   virtual void insert(const PolicyKey& key, uint32_t slot_class, uint64_t tick) = 0;
   // The resident key of `slot_class` to evict next, skipping keys `keep` protects;
@@ -72,7 +79,9 @@ class ResidencyPolicy {
 std::string_view default_policy_name();
 // Builds a policy by name: "lru" (the daemon's v0 order), "lfu" (decayed frequency),
 // "lrfu" / "default" (decayed frequency and recency, half-life scaled to capacity),
-// "slru" (segmented LRU with a frequency-gated admission filter).
+// "slru" (segmented LRU with a frequency-gated admission filter), "adaptive" (the default
+// now: decayed frequency on each layer's own clock, recency/frequency balance chosen
+// online by shadow caches) and "stale/L" (the same fixed at one balance L).
 Result<std::unique_ptr<ResidencyPolicy>> make_policy(std::string_view name);
 
 }  // namespace moepool

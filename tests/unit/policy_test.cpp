@@ -3,9 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
+#include <vector>
 
 #include "daemon/expert_predictor.h"
+#include "daemon/policy_adaptive.h"
 #include "daemon/policy_decayed.h"
 #include "daemon/policy_lru.h"
 
@@ -115,7 +119,7 @@ TEST(Policy, PrefetchAdmissionNeedsToBeatTheVictim) {
 }
 
 TEST(Policy, MakePolicyNamesAndErrors) {
-  for (const char* name : {"lru", "lrfu", "lfu", "default", "lrfu/2.5"}) {
+  for (const char* name : {"lru", "lrfu", "lfu", "default", "lrfu/2.5", "adaptive", "stale/4"}) {
     auto p = make_policy(name);
     ASSERT_TRUE(p.ok()) << name;
   }
@@ -125,6 +129,126 @@ TEST(Policy, MakePolicyNamesAndErrors) {
   EXPECT_NE(bad.status().message().find("arc"), std::string::npos);
   EXPECT_FALSE(make_policy("lrfu/-1").ok());
   EXPECT_FALSE(make_policy("lrfu/x").ok());
+  EXPECT_FALSE(make_policy("stale/0").ok());
+}
+
+TEST(Policy, AdaptiveSeedStartsTheScoreOfAKeyInsertedLater) {
+  AdaptivePolicy p;
+  p.set_capacity(0, 8);
+  uint64_t t = 0;
+  p.seed(k(1), 5.0, t);       // popular in an earlier run
+  EXPECT_EQ(p.size(), 0u);    // a seed makes nothing resident
+  EXPECT_GT(p.value(k(1)), p.value(k(2)));
+  p.insert(k(1), 0, ++t);     // warm-up reads it
+  t = use(p, k(2), 1, t);     // demanded once, after the warm-up
+  EXPECT_EQ(p.victim(0, nullptr), k(2)) << "the seeded key keeps its prior popularity";
+  // Without the seed, the key inserted first and never demanded goes first.
+  AdaptivePolicy q;
+  q.set_capacity(0, 8);
+  t = 0;
+  q.insert(k(1), 0, ++t);
+  t = use(q, k(2), 1, t);
+  EXPECT_EQ(q.victim(0, nullptr), k(1));
+}
+
+TEST(Policy, AdaptiveSeedIsAPriorNotABonus) {
+  AdaptivePolicy p;
+  p.set_capacity(0, 8);
+  uint64_t t = use(p, k(1), 4, 0);
+  double before = p.value(k(1));
+  p.seed(k(1), 1.0, t);  // weaker than what was seen: no change
+  EXPECT_DOUBLE_EQ(p.value(k(1)), before);
+  p.seed(k(2), 1e12, t);  // capped at a key used at every access of its layer
+  for (int i = 0; i < 400; ++i) p.on_access(k(3), ++t, true);
+  EXPECT_GT(p.value(k(3)), p.value(k(2))) << "an old prior decays like any access";
+  p.seed(k(4), 0.0, t);
+  EXPECT_EQ(p.value(k(4)), -INFINITY);
+}
+
+// Replays `steps` steps of `layers` layers each demanding `experts` (the same every
+// step) through `p` on `cap` slots, the request's keys protected; returns the hits.
+uint64_t replay_cycle(ResidencyPolicy& p, uint64_t cap, uint32_t layers,
+                      std::vector<uint32_t> experts, int steps) {
+  p.set_capacity(0, cap);
+  std::set<PolicyKey> resident;
+  uint64_t t = 0, hits = 0;
+  for (int s = 0; s < steps; ++s)
+    for (uint32_t l = 0; l < layers; ++l) {
+      std::vector<PolicyKey> held;
+      for (uint32_t e : experts) {
+        PolicyKey key = k(e, l);
+        bool hit = resident.count(key) > 0;
+        p.on_access(key, ++t, hit);
+        held.push_back(key);
+        if (hit) {
+          ++hits;
+          continue;
+        }
+        if (resident.size() >= cap) {
+          auto v = p.victim(0, [&](const PolicyKey& x) {
+            return std::find(held.begin(), held.end(), x) != held.end();
+          });
+          if (!v) return hits;
+          p.erase(*v);
+          resident.erase(*v);
+        }
+        p.insert(key, 0, t);
+        resident.insert(key);
+      }
+    }
+  return hits;
+}
+
+TEST(Policy, AdaptiveStaleClockDoesNotThrashWhereLruDoes) {
+  // Two layers of two experts each, three slots: a step does not fit. LRU always evicts
+  // what comes next and never hits; aged on each layer's own clock, with ties going to
+  // the layer just passed, the policy keeps part of the cycle.
+  LruResidencyPolicy lru;
+  EXPECT_EQ(replay_cycle(lru, 3, 2, {0, 1}, 50), 0u);
+  AdaptivePolicy stale(AdaptivePolicyOptions{{0.1}, 8, 0.01, "stale/0.1"});
+  EXPECT_GT(replay_cycle(stale, 3, 2, {0, 1}, 50), 50u);
+}
+
+TEST(Policy, AdaptivePrefetchAdmissionNeedsToBeatTheVictim) {
+  AdaptivePolicy p;
+  p.set_capacity(0, 8);
+  use(p, k(0), 6, 0);
+  PolicyKey v = k(0);
+  EXPECT_FALSE(p.admit(k(5), 0.5, &v));
+  EXPECT_TRUE(p.admit(k(5), 0.5, nullptr));
+  EXPECT_FALSE(p.admit(k(5), 0.0, nullptr));
+}
+
+TEST(Policy, AdaptiveFollowsTheShadowThatHitsMost) {
+  // Four hot keys, each used once a round between eight keys never seen again, through 8
+  // slots: recency keeps the one-off keys and never hits, frequency keeps the hot ones.
+  // The live order starts at lambda 0.2 and must move to the shadow that hits: 64.
+  AdaptivePolicy p(AdaptivePolicyOptions{{0.1, 0.2, 64}, 8, 0.01, "adaptive"});
+  p.set_capacity(0, 8);
+  uint64_t t = 0, late_hits = 0;
+  uint32_t cold = 100;
+  std::set<PolicyKey> resident;
+  for (int round = 0; round < 300; ++round) {
+    std::vector<PolicyKey> keys;
+    for (uint32_t e = 0; e < 4; ++e) keys.push_back(k(e));
+    for (int i = 0; i < 8; ++i) keys.push_back(k(cold++));
+    for (const PolicyKey& key : keys) {
+      bool hit = resident.count(key) > 0;
+      p.on_access(key, ++t, hit);
+      if (round >= 200) late_hits += hit;
+      if (hit) continue;
+      if (resident.size() >= 8) {
+        auto v = p.victim(0, nullptr);
+        ASSERT_TRUE(v.has_value());
+        p.erase(*v);
+        resident.erase(*v);
+      }
+      p.insert(key, 0, t);
+      resident.insert(key);
+    }
+  }
+  EXPECT_EQ(p.active_lambda(), 64);
+  EXPECT_GE(late_hits, 100u * 4 * 9 / 10) << "the hot keys stay resident";
 }
 
 TEST(ExpertPredictor, LearnsWhichExpertsFollow) {

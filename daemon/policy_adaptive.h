@@ -1,0 +1,121 @@
+// The default residency policy: decayed frequency on each layer's own clock, with the
+// balance between recency and frequency chosen online by shadow caches.
+//   - Least-stale clock: a key's age counts the accesses its own (model, layer) saw since
+//     its last use, not global ticks. Layers are visited in turn, so a global clock makes
+//     an expert of the next layer look older than one of the layer just computed (LRU
+//     then evicts exactly what is needed next and thrashes once a step does not fit).
+//   - Score: sum over its accesses of 2^-(age / h) (LRFU on the layer clock); a small h
+//     orders like least-stale LRU, a large h like LFU. Across layers and models a key is
+//     worth score x its model's access rate per layer (hits it buys per global tick),
+//     divided by its model's expert bytes when several sizes share one budget.
+//   - Adaptive h (as ARC adapts between recency and frequency, measured online): h is
+//     lambda x the slots per layer, and for each lambda in `lambdas` a shadow cache of
+//     the same capacity replays the demand stream; the live order follows the lambda
+//     whose shadow hit most over a recent window (decayed), switching only when another
+//     leads by `switch_margin` (hysteresis). Scores of evicted keys are remembered.
+//   - Prefetches enter only if their expected score beats the victim's; seed() gives a
+//     key prior popularity (warm-up), capped at the score of a key used every time.
+// Thread safety: not thread-safe (see policy.h).
+#pragma once
+
+#include <array>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "daemon/policy.h"
+
+namespace moepool {
+
+struct AdaptivePolicyOptions {
+  std::vector<double> lambdas = {0.1, 1, 4, 16, 64};  // candidate h / slots per layer
+  double window_per_slot = 8;   // shadow hit counts halve every this x capacity accesses
+  double switch_margin = 0.01;  // relative lead a shadow needs to take over
+  std::string name = "adaptive";
+};
+
+class AdaptivePolicy final : public ResidencyPolicy {
+ public:
+  static constexpr size_t kMaxCandidates = 8;
+  explicit AdaptivePolicy(AdaptivePolicyOptions opt = {});
+
+  std::string name() const override { return opt_.name; }
+  void set_capacity(uint32_t slot_class, uint64_t slots) override;
+  void set_budget(uint32_t slot_class, uint64_t bytes) override;
+  void set_model_bytes(uint64_t model, uint64_t expert_bytes) override;
+  void on_access(const PolicyKey& key, uint64_t tick, bool hit) override;
+  bool admit(const PolicyKey& key, double p, const PolicyKey* victim) const override;
+  void seed(const PolicyKey& key, double weight, uint64_t tick) override;
+  void insert(const PolicyKey& key, uint32_t slot_class, uint64_t tick) override;
+  std::optional<PolicyKey> victim(uint32_t slot_class, const PolicyProtect& keep) const override;
+  void erase(const PolicyKey& key) override;
+  size_t size() const override { return resident_; }
+
+  // The lambda the live order follows now; for tests and the simulator's reports.
+  double active_lambda() const { return opt_.lambdas[active_]; }
+  // log2 of the key's value as the victim order compares it (-inf if never seen).
+  double value(const PolicyKey& key) const;
+
+ private:
+  using Order = std::set<std::pair<double, PolicyKey>>;  // (log score, key), victim first
+  struct Layer {
+    uint64_t model = 0;
+    uint32_t slot_class = 0;
+    double clock = 0;  // accesses of this (model, layer) so far
+    double last = -1;  // global tick of its last access
+    std::array<Order, kMaxCandidates> shadow;  // per candidate: shadow-resident keys
+    Order live;                                // live-resident keys, by the active score
+  };
+  struct Entry {
+    uint32_t layer = 0;  // index into layers_
+    double at = 0;       // layer clock of the last credit
+    std::array<double, kMaxCandidates> ls;  // per candidate: log2(score) + at / h
+    uint32_t in_shadow = 0;                 // bit per candidate
+    bool resident = false;
+    bool seen = false;
+    uint64_t last_tick = ~0ull;  // tick of the last demand or credit
+  };
+  struct Model {
+    double lrate = -1e300;  // log2 of its decayed access count (global ticks)
+    uint32_t layers = 0;
+    double lbytes = 0;      // log2 of its expert bytes (0: all the same)
+  };
+  struct ClassState {
+    double capacity = 0;  // in size units (slots, or bytes after set_budget)
+    bool bytes = false;
+    std::array<double, kMaxCandidates> shadow_used{};
+    std::vector<uint32_t> layers;  // indices of the layers in this class
+  };
+
+  Entry& entry(const PolicyKey& key);
+  uint32_t layer_index(const PolicyKey& key);
+  ClassState& cls(uint32_t c);
+  double size_of(uint64_t model) const;
+  double h(size_t c) const { return h_[c]; }
+  // log2 value of entry e under candidate c, comparable across layers and models.
+  double norm(const Entry& e, size_t c) const;
+  void credit(const PolicyKey& key, Entry& e, double weight);
+  void rescale();  // re-derives h from capacity and layers, rebuilding the orders
+  void shadow_access(const PolicyKey& key, Entry& e, size_t c);
+  std::optional<PolicyKey> pick(const ClassState& cs, size_t c, bool live,
+                                const PolicyProtect& keep) const;
+  void switch_to(size_t c);
+
+  AdaptivePolicyOptions opt_;
+  size_t n_ = 0;  // candidates
+  std::array<double, kMaxCandidates> h_{};
+  std::array<double, kMaxCandidates> lhits_{};  // log2 of decayed shadow hits
+  size_t active_ = 0;
+  std::vector<Layer> layers_;
+  std::unordered_map<uint64_t, uint32_t> layer_of_;  // (model, layer) -> index
+  std::unordered_map<PolicyKey, Entry, PolicyKeyHash> entries_;
+  std::unordered_map<uint64_t, Model> models_;
+  std::vector<ClassState> classes_;
+  size_t resident_ = 0;
+  double now_ = 0;  // global tick
+  uint32_t current_layer_ = ~0u;  // the layer of the latest access
+};
+
+}  // namespace moepool
