@@ -30,6 +30,8 @@ SimResult run_belady(const ReplayStream& st, uint64_t capacity, const IoModel& i
   res.steps = st.steps;
   std::set<std::pair<uint64_t, PolicyKey>> by_next;  // resident, farthest last
   std::unordered_map<PolicyKey, uint64_t, PolicyKeyHash> resident;  // key -> its next use
+  const bool bytes = io.budget_bytes > 0;  // sizes differ: evict until the key fits
+  double used = 0;
   for (const LayerRequest& r : st.requests) {
     double wait = 0;
     for (uint32_t k = 0; k < r.count; ++k) {
@@ -45,20 +47,28 @@ SimResult run_belady(const ReplayStream& st, uint64_t capacity, const IoModel& i
         by_next.insert({next[i], key});
         continue;
       }
-      res.bytes_read += static_cast<uint64_t>(io.expert_bytes);
-      wait += io.expert_bytes / io.bandwidth;
-      if (resident.size() >= capacity) {
+      res.bytes_read += static_cast<uint64_t>(io.bytes_of(key.model));
+      wait += io.bytes_of(key.model) / io.bandwidth;
+      auto full = [&] {
+        return bytes ? used + io.bytes_of(key.model) > io.budget_bytes : resident.size() >= capacity;
+      };
+      while (full()) {
+        bool evicted = false;
         // Farthest next use among keys this request does not hold.
         for (auto v = by_next.rbegin(); v != by_next.rend(); ++v) {
           bool held = false;
           for (uint32_t j = 0; j < k; ++j)
             if (keys[r.first + j] == v->second) held = true;
           if (held) continue;
+          used -= io.bytes_of(v->second.model);
           resident.erase(v->second);
           by_next.erase(std::next(v).base());
+          evicted = true;
           break;
         }
+        if (!evicted) break;
       }
+      used += io.bytes_of(key.model);
       resident[key] = next[i];
       by_next.insert({next[i], key});
     }

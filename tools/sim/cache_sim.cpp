@@ -29,9 +29,15 @@ class Simulator {
   Simulator(const ReplayStream& st, ResidencyPolicy& p, uint64_t cap, const IoModel& io,
             const PrefetchOptions& pf)
       : st_(st), policy_(p), capacity_(cap), io_(io), pf_(pf) {
-    xfer_ = io_.expert_bytes / io_.bandwidth;
     res_.steps = st.steps;
+    bytes_mode_ = io_.budget_bytes > 0;
+    if (bytes_mode_) {
+      for (uint32_t m = 0; m < io_.model_bytes.size(); ++m)
+        policy_.set_model_bytes(m, static_cast<uint64_t>(io_.model_bytes[m]));
+      policy_.set_budget(0, static_cast<uint64_t>(io_.budget_bytes));
+    }
     policy_.set_capacity(0, capacity_);
+    if (bytes_mode_) policy_.set_budget(0, static_cast<uint64_t>(io_.budget_bytes));
     queued_per_worker_.assign(st.workers, 0);
     prev_.assign(st.workers, {});
   }
@@ -52,16 +58,16 @@ class Simulator {
       if (it == cache_.end() || it->second.ready_at != kNotStarted) continue;  // cancelled
       queued_per_worker_[it->second.target_worker]--;
       double start = std::max(busy_until_, q.enqueued);
-      busy_until_ = start + xfer_;
+      busy_until_ = start + io_.bytes_of(q.key.model) / io_.bandwidth;
       it->second.ready_at = busy_until_ + io_.latency_s;
-      res_.bytes_read += static_cast<uint64_t>(io_.expert_bytes);
+      res_.bytes_read += static_cast<uint64_t>(io_.bytes_of(q.key.model));
     }
   }
   // A demand read issued at t; returns when its bytes arrived.
-  double demand_read(double t) {
+  double demand_read(double t, uint32_t model) {
     double start = std::max(t, busy_until_);
-    busy_until_ = start + xfer_;
-    res_.bytes_read += static_cast<uint64_t>(io_.expert_bytes);
+    busy_until_ = start + io_.bytes_of(model) / io_.bandwidth;
+    res_.bytes_read += static_cast<uint64_t>(io_.bytes_of(model));
     return busy_until_ + io_.latency_s;
   }
   bool is_protected(const PolicyKey& k) const {
@@ -71,22 +77,32 @@ class Simulator {
     return it != cache_.end() && it->second.ready_at > now_;  // loading or queued
   }
   // Frees one slot if the cache is full; false if every resident key is protected.
-  bool make_room(const PolicyKey* for_prefetch, double p) {
-    if (cache_.size() < capacity_) {
-      return !for_prefetch || policy_.admit(*for_prefetch, p, nullptr);
-    }
+  bool fits(double need) const {
+    return bytes_mode_ ? used_bytes_ + need <= io_.budget_bytes : cache_.size() < capacity_;
+  }
+  // Frees room for one expert of `model` (bytes mode: as many victims as it takes).
+  bool make_room(const PolicyKey* for_prefetch, double p, uint32_t model) {
+    double need = io_.bytes_of(model);
+    if (fits(need)) return !for_prefetch || policy_.admit(*for_prefetch, p, nullptr);
     auto keep = [this](const PolicyKey& k) { return is_protected(k); };
-    auto v = policy_.victim(0, keep);
-    if (!v) return false;
-    if (for_prefetch && !policy_.admit(*for_prefetch, p, &*v)) return false;
-    evict(*v);
+    while (!fits(need)) {
+      auto v = policy_.victim(0, keep);
+      if (!v) return false;
+      if (for_prefetch && !policy_.admit(*for_prefetch, p, &*v)) return false;
+      evict(*v);
+    }
     return true;
+  }
+  void add(const PolicyKey& key, const Resident& s) {
+    cache_[key] = s;
+    used_bytes_ += io_.bytes_of(key.model);
   }
   void evict(const PolicyKey& k) {
     auto it = cache_.find(k);
     if (it == cache_.end()) return;
     if (it->second.ready_at == kNotStarted) queued_per_worker_[it->second.target_worker]--;
     cache_.erase(it);
+    used_bytes_ -= io_.bytes_of(k.model);
     policy_.erase(k);
   }
   // Drops prefetches meant for this request that are still waiting to start: too late.
@@ -125,19 +141,19 @@ class Simulator {
         }
         if (s.ready_at == kNotStarted) {  // still queued: read it now, as a demand
           queued_per_worker_[s.target_worker]--;
-          s.ready_at = demand_read(now_);
+          s.ready_at = demand_read(now_, r.model);
         }
         if (s.ready_at <= now_) res_.stall_free++;
         done = std::max(done, s.ready_at);
       } else {
-        if (!make_room(nullptr, 1.0)) {
+        if (!make_room(nullptr, 1.0, r.model)) {
           // Every slot is protected: the request cannot be served. The simulator sizes
           // capacity so this cannot happen; count it as a stall regardless.
         }
         Resident s;
-        s.ready_at = demand_read(now_);
+        s.ready_at = demand_read(now_, r.model);
         done = std::max(done, s.ready_at);
-        cache_[key] = s;
+        add(key, s);
         policy_.insert(key, 0, tick_);
       }
       held_.push_back(key);
@@ -160,13 +176,13 @@ class Simulator {
       if (queued_per_worker_[r.worker] >= max_q) break;
       PolicyKey key{r.model, r.layer + 1, g.expert};
       if (cache_.count(key)) continue;
-      if (!make_room(&key, g.probability)) continue;
+      if (!make_room(&key, g.probability, r.model)) continue;
       Resident s;
       s.ready_at = kNotStarted;
       s.prefetched = true;
       s.target_worker = r.worker;
       s.target_layer = r.layer + 1;
-      cache_[key] = s;
+      add(key, s);
       policy_.insert(key, 0, tick_);
       queue_.push_back({key, now_});
       queued_per_worker_[r.worker]++;
@@ -183,7 +199,8 @@ class Simulator {
   uint64_t capacity_;
   IoModel io_;
   PrefetchOptions pf_;
-  double xfer_ = 0;
+  bool bytes_mode_ = false;
+  double used_bytes_ = 0;
   double now_ = 0;
   double busy_until_ = 0;
   uint64_t tick_ = 0;

@@ -10,6 +10,7 @@
 // into private caches (policy "static_split").
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -44,13 +45,15 @@ int run(int argc, char** argv) {
   PrefetchOptions pf;
   pf.enabled = true;
   CLI::App app{"moepool-sim: replay MoE routing traces through moepoold's residency policy"};
-  app.add_option("--trace", prefixes, "trace file prefix (P.json, P.experts.u8.zst); repeat "
-                 "for concurrent models");
+  app.add_option("--trace", prefixes, "trace file prefix (P.json, P.experts.u8.zst), "
+                 "optionally PREFIX:EXPERT_BYTES for the model's own expert size; repeat for "
+                 "concurrent models");
   app.add_option("--synthetic", synthetic,
                  "synthetic trace spec, as moepool-bench takes it: a preset (deepseek, qwen3, "
                  "gpt-oss, mixtral) and/or key=value pairs (layers, experts, top_k, steps, "
                  "skew, reuse, xlayer, seed, seq), e.g. 'qwen3,skew=1.0'; repeat, and mix "
-                 "with --trace, for concurrent models (after the traces)");
+                 "with --trace, for concurrent models (after the traces); SPEC:EXPERT_BYTES "
+                 "gives its own expert size");
   app.add_option("--capacity", fraction, "cache size as a fraction of all the models' experts")
       ->required()->check(CLI::Range(0.0, 1.0));
   app.add_option("--workers", workers, "workers per trace, replaying different sequences")
@@ -58,8 +61,8 @@ int run(int argc, char** argv) {
   app.add_option("--steps", max_steps, "at most this many steps per worker (0 = all of a "
                  "trace; a synthetic source's steps=, else 5000)");
   app.add_flag("--json", json, "print one JSON object");
-  app.add_option("--expert-bytes", io.expert_bytes, "bytes per expert read, the same for "
-                 "every model")
+  app.add_option("--expert-bytes", io.expert_bytes, "bytes per expert read for sources "
+                 "without their own :EXPERT_BYTES")
       ->check(CLI::PositiveNumber);
   app.add_option("--bandwidth", io.bandwidth, "read bandwidth in bytes per second")
       ->check(CLI::PositiveNumber);
@@ -72,7 +75,9 @@ int run(int argc, char** argv) {
                  "with and without prefetch");
   app.footer(
       "Several sources (--trace and --synthetic, in that order) are concurrent models whose "
-      "workers share one cache of FRACTION of all their experts; with more than one, policy "
+      "workers share one cache of FRACTION of all their experts (of all their expert bytes "
+      "when a source gives :EXPERT_BYTES; then experts of different sizes share one byte "
+      "budget); with more than one, policy "
       "static_split reports the best split of that budget (steps of 1/16, chosen by hit rate) "
       "into private caches, each running the default policy with prefetch on its own "
       "model's workers. Policies: default (with prefetch), default_demand, lru, belady "
@@ -89,6 +94,30 @@ int run(int argc, char** argv) {
   io.latency_s = latency_us * 1e-6;
   io.compute_s = compute_ms * 1e-3;
 
+  // PREFIX[:EXPERT_BYTES] / SPEC[:EXPERT_BYTES]: a source's own expert size.
+  std::vector<double> own_bytes;
+  bool any_bytes = false;
+  auto split_bytes = [&](std::string& src) -> bool {
+    size_t colon = src.rfind(':');
+    double b = 0;
+    if (colon != std::string::npos && colon + 1 < src.size() &&
+        src.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+      b = std::strtod(src.c_str() + colon + 1, nullptr);
+      src.resize(colon);
+      if (!(b > 0)) {
+        fprintf(stderr, "moepool-sim: '%s': the expert bytes after ':' must be positive\n",
+                src.c_str());
+        return false;
+      }
+      any_bytes = true;
+    }
+    own_bytes.push_back(b);
+    return true;
+  };
+  for (std::string& p : prefixes)
+    if (!split_bytes(p)) return 1;
+  for (std::string& p : synthetic)
+    if (!split_bytes(p)) return 1;
   std::vector<Trace> traces;
   for (const std::string& p : prefixes) {
     auto t = Trace::load(p);
@@ -114,6 +143,15 @@ int run(int argc, char** argv) {
   }
   ReplayStream stream = build_stream(tp, workers, max_steps);
   uint64_t capacity = static_cast<uint64_t>(fraction * stream.total_experts + 0.5);
+  if (any_bytes) {  // one byte budget: FRACTION of all the models' expert bytes
+    double total = 0;
+    for (size_t m = 0; m < traces.size(); ++m) {
+      io.model_bytes.push_back(own_bytes[m] > 0 ? own_bytes[m] : io.expert_bytes);
+      const TraceShape& sh = traces[m].shape();
+      total += double(sh.layers) * sh.experts * io.model_bytes.back();
+    }
+    io.budget_bytes = fraction * total;
+  }
   if (capacity < min_need) {
     fprintf(stderr, "moepool-sim: --capacity %g is %llu experts, fewer than one step's "
             "layer request needs (%u)\n", fraction, (unsigned long long)capacity, min_need);
@@ -165,6 +203,7 @@ int run(int argc, char** argv) {
     w.field("capacity_fraction", fraction);
     w.field("capacity_experts", capacity);
     w.field("total_experts", stream.total_experts);
+    w.field("budget_bytes", io.budget_bytes);
     w.field("workers", stream.workers);
     w.field("steps", stream.steps);
     w.key("io");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace moepool::sim {
 
@@ -14,6 +15,14 @@ struct IoModel {
   double bandwidth = 6.0e9;        // bytes per second
   double latency_s = 100e-6;
   double compute_s = 0.6e-3;       // per layer
+  // Per model (the stream's model index): its expert bytes; empty = expert_bytes for all.
+  std::vector<double> model_bytes;
+  // When > 0 the cache holds experts of different sizes within this many bytes, instead
+  // of a count of experts.
+  double budget_bytes = 0;
+  double bytes_of(uint32_t model) const {
+    return model < model_bytes.size() ? model_bytes[model] : expert_bytes;
+  }
 };
 
 struct SimResult {

@@ -31,6 +31,8 @@ struct StaticSplit {
   SimResult total;  // summed over the models (time_s too: the shared replay is serial)
 };
 
+// With io.budget_bytes > 0 the byte budget is split instead (each model's experts of
+// io.bytes_of(model) bytes) and capacities are reported in experts.
 // Returns the split of `capacity` experts over `traces` with the highest total demand
 // hit rate (ties: stall-free rate). Fails if the policy name is unknown, or if no split
 // gives every model room for one layer request (top_k).
