@@ -54,6 +54,11 @@ uint64_t Budget::used(uint64_t id) const {
   return it == models_.end() ? 0 : it->second.used;
 }
 
+uint64_t Budget::min_bytes(uint64_t id) const {
+  auto it = models_.find(id);
+  return it == models_.end() ? 0 : quota(it->second.name).min_bytes;
+}
+
 bool Budget::active(uint64_t id, uint64_t now) const {
   auto it = models_.find(id);
   if (it == models_.end() || !it->second.accessed) return false;

@@ -48,6 +48,7 @@ class Budget {
   void charge(uint64_t id, int64_t delta);
 
   uint64_t used(uint64_t id) const;
+  uint64_t min_bytes(uint64_t id) const;
   // Entitlement of model `id` at logical time `now` (see the file comment).
   uint64_t share(uint64_t id, uint64_t now) const;
   bool active(uint64_t id, uint64_t now) const;

@@ -67,6 +67,8 @@ Status ExpertCache::prepare_model(Model* model) {
     if (capacity_told_.size() <= *c) capacity_told_.resize(*c + 1, false);
     if (!capacity_told_[*c]) {
       policy_->set_capacity(*c, pool_->capacity_slots(*c));
+      balancer_.set_ghost_capacity(*c, pool_->capacity_slots(*c),
+                                   static_cast<double>(pool_->segment_bytes()) / at);
       capacity_told_[*c] = true;
     }
     model->layouts.push_back(std::move(layout));
@@ -78,6 +80,7 @@ Status ExpertCache::prepare_model(Model* model) {
   for (uint32_t c = 0; c < pool_->class_count(); ++c)
     most_slots = std::max(most_slots, pool_->capacity_slots(c));
   budget_.set_idle_after(4 * most_slots);
+  balancer_.set_window(std::max<uint64_t>(64, most_slots));
   return Status::Ok();
 }
 
@@ -159,92 +162,6 @@ LeaseInfo ExpertCache::lease_locked(uint64_t slot, bool hit) const {
   return l;
 }
 
-void ExpertCache::evict_locked(uint64_t slot) {
-  SlotInfo& s = info(slot);
-  lru_.remove(pool_->slot_class(slot), slot);
-  resident_.erase(s.key);
-  policy_->erase(policy_key(s.key));
-  if (s.model) {
-    s.model->counters.evictions++;
-    s.model->counters.resident--;
-    s.model->counters.used_bytes -= pool_->stride(pool_->slot_class(slot));
-    budget_.charge(s.model->id(), -static_cast<int64_t>(pool_->stride(pool_->slot_class(slot))));
-  }
-  totals_.evictions++;
-  totals_.used_bytes -= pool_->stride(pool_->slot_class(slot));
-  table_.mark_free(slot);
-  s.state = State::kFree;
-  s.model.reset();
-  s.places.clear();
-  pool_->return_slot(slot);
-}
-
-bool ExpertCache::steal_segment_locked(uint32_t c, uint64_t victim_tick) {
-  // Oldest segment of another class whose every slot is empty or evictable.
-  int64_t best = -1;
-  uint64_t best_tick = victim_tick;
-  for (uint32_t seg = 0; seg < pool_->segment_count(); ++seg) {
-    uint32_t owner = pool_->segment_owner(seg);
-    if (owner == Pool::kNoClass || owner == c) continue;
-    uint64_t newest = 0;
-    bool ok = true;
-    for (uint64_t slot : pool_->slots_touching(seg)) {
-      const SlotInfo& s = info(slot);
-      if (s.state == State::kFree) continue;
-      auto t = lru_.tick_of(slot);
-      if (!t) { ok = false; break; }  // pinned or loading
-      newest = std::max(newest, *t);
-    }
-    if (ok && (best < 0 || newest < best_tick)) {
-      best = seg;
-      best_tick = newest;
-    }
-  }
-  if (best < 0) return false;
-  for (uint64_t slot : pool_->slots_touching(static_cast<uint32_t>(best)))
-    if (info(slot).state != State::kFree) evict_locked(slot);
-  pool_->release_segment(static_cast<uint32_t>(best));
-  return true;
-}
-
-std::optional<uint64_t> ExpertCache::victim_locked(uint32_t c) const {
-  // keep: pinned or loading slots are never victims (invariant 2); exactly the evictable
-  // slots are in lru_.
-  auto keep = [this](const PolicyKey& k) {
-    auto it = resident_.find({k.model, k.layer, k.expert});
-    return it == resident_.end() || !lru_.contains(it->second);
-  };
-  auto v = policy_->victim(c, keep);
-  if (!v) return std::nullopt;
-  return resident_.at({v->model, v->layer, v->expert});
-}
-
-std::optional<uint64_t> ExpertCache::allocate_locked(uint32_t c, bool may_steal,
-                                                     const PolicyKey* admit_key, double admit_p) {
-  if (auto slot = pool_->take_free_slot(c)) {
-    if (admit_key && !policy_->admit(*admit_key, admit_p, nullptr)) {
-      pool_->return_slot(*slot);
-      return std::nullopt;
-    }
-    return slot;
-  }
-  auto victim = victim_locked(c);
-  // Evict the policy's victim unless another class holds a whole segment of experts all
-  // used longer ago than it was (LRU ticks: the one clock comparable across classes).
-  uint64_t victim_tick = victim ? lru_.tick_of(*victim).value_or(~0ull) : ~0ull;
-  if (may_steal && steal_segment_locked(c, victim_tick)) {
-    if (auto slot = pool_->take_free_slot(c)) return slot;
-    victim = victim_locked(c);
-  }
-  if (!victim) return std::nullopt;
-  if (admit_key) {
-    PolicyKey vk = policy_key(info(*victim).key);
-    if (!policy_->admit(*admit_key, admit_p, &vk)) return std::nullopt;
-  }
-  evict_locked(*victim);
-  return pool_->take_free_slot(c);
-}
-
 ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
                                            int layer_pos, uint32_t expert, ReadPriority prio) {
   const MoeLayer& layer = model->catalog.layers()[layer_pos];
@@ -302,12 +219,21 @@ void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32
         std::to_string(layout.stride) + " bytes but the pool can hold at most " +
         std::to_string(pool_->capacity_slots(c))));
   }
+  const Quota quota = budget_.quota(model->catalog.name());
+  if (quota.max_bytes && experts.size() * layout.stride > quota.max_bytes) {
+    lock.unlock();
+    return done(ResourceExhausted(
+        "request needs " + std::to_string(experts.size()) + " slots of " +
+        std::to_string(layout.stride) + " bytes but model " + model->catalog.name() +
+        "'s quota maximum is " + std::to_string(quota.max_bytes) + " bytes"));
+  }
 
   auto op = std::make_shared<AcquireOp>();
   op->session = session;
   op->done = std::move(done);
   op->leases.resize(experts.size());
   std::vector<std::pair<uint64_t, size_t>> loading;  // slot, request index
+  bool rebalance_due = false;
   for (size_t i = 0; i < experts.size(); ++i) {
     ExpertKey key{model->id(), layer, experts[i]};
     auto it = resident_.find(key);
@@ -315,17 +241,25 @@ void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32
     bool hit = it != resident_.end();
     policy_->on_access(policy_key(key), ++access_tick_, hit);
     budget_.on_access(model->id(), access_tick_);
+    rebalance_due |= balancer_.tick();
     if (hit) {
       slot = it->second;
       model->counters.hits++;
       totals_.hits++;
+      balancer_.on_hit(static_cast<uint32_t>(pool_->slot_offset(slot) / pool_->segment_bytes()));
     } else {
-      auto got = allocate_locked(c, /*may_steal=*/true);
+      balancer_.on_miss(c, policy_key(key));
+      auto got = allocate_locked(c, model->id(), /*may_steal=*/true);
       if (!got) {
+        const bool at_max = !budget_.under_max(model->id(), layout.stride);
         auto cb = fail_op_locked(op, ResourceExhausted(
             "no free or evictable slot for expert " + std::to_string(experts[i]) +
-            " of layer " + std::to_string(layer) + ": the pool's " +
-            std::to_string(layout.stride) + "-byte slots are all pinned or loading"));
+            " of layer " + std::to_string(layer) + ": " +
+            (at_max ? "model " + model->catalog.name() + " is at its quota maximum (" +
+                          std::to_string(quota.max_bytes) + " bytes) and its "
+                    : std::string("the pool's ")) +
+            std::to_string(layout.stride) + "-byte slots are all pinned or loading" +
+            (at_max ? "" : " (or held by models within their share)")));
         lock.unlock();
         for (auto& r : reads) io_->submit(std::move(r));
         cb();
@@ -349,6 +283,7 @@ void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32
   }
   op->pending = loading.size();
   for (auto [slot, i] : loading) info(slot).waiters.push_back(op);
+  if (rebalance_due) rebalance_locked();  // this request's slots are pinned: never moved
   bool complete = op->pending == 0;
   if (complete) op->finished = true;
   lock.unlock();
@@ -487,7 +422,7 @@ Result<uint32_t> ExpertCache::prefetch(std::shared_ptr<Model> model, uint32_t la
       if (prefetch_cap_ && prefetch_loading_bytes_ + layout.stride > prefetch_cap_) break;
       // Not a demand: no on_access; the policy decides whether the hint is worth a slot.
       PolicyKey key{model->id(), layer, e};
-      auto slot = allocate_locked(c, /*may_steal=*/false, &key,
+      auto slot = allocate_locked(c, model->id(), /*may_steal=*/false, &key,
                                   probabilities.empty() ? 1.0 : probabilities[i]);
       if (!slot) continue;
       model->counters.prefetches++;
@@ -567,6 +502,13 @@ std::vector<SlotClassView> ExpertCache::class_stats() const {
   }
   for (uint64_t slot = 0; slot < slots_.size(); ++slot)
     if (slots_[slot].state != State::kFree) out[pool_->slot_class(slot)].slots_used++;
+  for (uint32_t c = 0; c < out.size(); ++c) {
+    out[c].ghost_hits = balancer_.ghost_hits(c);
+    if (c < class_moves_.size()) {
+      out[c].segments_in = class_moves_[c].first;
+      out[c].segments_out = class_moves_[c].second;
+    }
+  }
   return out;
 }
 

@@ -26,6 +26,7 @@
 #include "common/catalog.h"
 #include "common/status.h"
 #include "daemon/budget.h"
+#include "daemon/class_balancer.h"
 #include "daemon/io_engine.h"
 #include "daemon/lru_policy.h"
 #include "daemon/model.h"
@@ -171,16 +172,26 @@ class ExpertCache {
                              const std::vector<uint32_t>& experts) const;
   SlotInfo& info(uint64_t slot);
   static PolicyKey policy_key(const ExpertKey& k) { return {k.model_id, k.layer, k.expert}; }
-  // The policy's victim in class c among evictable slots (never pinned or loading).
-  std::optional<uint64_t> victim_locked(uint32_t c) const;
-  // Finds a slot for class c: free, else steal an older segment (may_steal), else evict
-  // the policy's victim. A prefetch (`admit_key` set) only evicts a victim the policy
-  // admits it over.
-  std::optional<uint64_t> allocate_locked(uint32_t c, bool may_steal,
+  // The policy's victim in class c among the evictable slots of `models` (never pinned or
+  // loading).
+  std::optional<uint64_t> victim_locked(uint32_t c, const std::vector<uint64_t>& models) const;
+  // Finds a slot of class c for model `taker`: a free one (within its maximum), else the
+  // policy's victim among the budget's donors, else (may_steal) a segment of another class
+  // holding only donors' evictable experts. A prefetch (`admit_key` set, expected use
+  // `admit_p`) only evicts a victim the policy admits it over, and never steals.
+  std::optional<uint64_t> allocate_locked(uint32_t c, uint64_t taker, bool may_steal,
                                           const PolicyKey* admit_key = nullptr,
                                           double admit_p = 1.0);
+  // The segment of a class other than `to_class` whose slots are all free or evictable
+  // experts of `models` (none taken below its minimum), serving the fewest hits.
+  std::optional<uint32_t> movable_segment_locked(uint32_t to_class,
+                                                 const std::vector<uint64_t>& models) const;
+  // Evicts the segment's experts and gives it to `to_class`.
+  void move_segment_locked(uint32_t seg, uint32_t to_class);
+  // At a window's end: moves one segment to the class with the most ghost hits when that
+  // gain clearly beats the hits of the segment it would cost.
+  void rebalance_locked();
   void evict_locked(uint64_t slot);
-  bool steal_segment_locked(uint32_t c, uint64_t victim_tick);
   // Claims `slot` for an expert and returns the read that fills it.
   ReadRequest begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
                                 int layer_pos, uint32_t expert, ReadPriority prio);
@@ -195,19 +206,19 @@ class ExpertCache {
   IoEngine* io_;
   SlotTable table_;
   mutable std::mutex mu_;
-  uint64_t tick_ = 0;         // LRU clock of evictable slots, for segment stealing only
+  uint64_t tick_ = 0;         // order of lru_ (which slots are evictable)
   uint64_t access_tick_ = 0;  // the policy's clock: one tick per demanded expert
   std::vector<SlotInfo> slots_;  // by slot table index, grown on demand
   std::unordered_map<ExpertKey, uint64_t, KeyHash> resident_;  // loading or ready
-  // Evictable slots (ready, unpinned) with when they were last used. The policy picks
-  // victims within a class; these ticks only decide whether another class's segment is
-  // older than that victim (a per-class score is not comparable across classes).
+  // The evictable slots (ready, unpinned), per class; the policy picks victims among them.
   LruPolicy lru_;
   std::unique_ptr<ResidencyPolicy> policy_;
   std::vector<bool> capacity_told_;  // per class: policy_->set_capacity was called
   std::unordered_map<uint64_t, std::unordered_map<uint64_t, uint32_t>> session_pins_;
   CacheStats totals_;
   Budget budget_;
+  ClassBalancer balancer_;
+  std::vector<std::pair<uint64_t, uint64_t>> class_moves_;  // per class: segments in, out
   uint64_t prefetch_cap_ = 0;            // 0: no cap
   uint64_t prefetch_loading_bytes_ = 0;  // slot bytes of prefetch reads not yet done
   uint64_t segment_moves_ = 0;

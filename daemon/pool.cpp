@@ -154,7 +154,11 @@ bool Pool::slot_fits_owner(uint32_t c, uint64_t k) const {
 bool Pool::grow(uint32_t c) {
   auto it = std::find(owner_.begin(), owner_.end(), kNoClass);
   if (it == owner_.end()) return false;
-  uint32_t seg = static_cast<uint32_t>(it - owner_.begin());
+  return assign_segment(static_cast<uint32_t>(it - owner_.begin()), c);
+}
+
+bool Pool::assign_segment(uint32_t seg, uint32_t c) {
+  if (seg >= owner_.size() || owner_[seg] != kNoClass) return false;
   owner_[seg] = c;
   uint64_t lo, hi;
   k_range(c, seg, &lo, &hi);

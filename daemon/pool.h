@@ -66,6 +66,9 @@ class Pool {
   uint8_t* slot_data(uint64_t slot) const { return base_ + slot_offset(slot); }
 
   uint32_t segment_owner(uint32_t seg) const { return owner_[seg]; }
+  // Gives free segment `seg` to class c (its whole slots become free slots of c). False
+  // when the segment is not free.
+  bool assign_segment(uint32_t seg, uint32_t c);
   // Usable slots (free or not) that touch segment `seg`, as slot table indexes.
   std::vector<uint64_t> slots_touching(uint32_t seg) const;
   // Returns a segment to the free set. Precondition: every usable slot touching it is
