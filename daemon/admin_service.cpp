@@ -98,7 +98,29 @@ grpc::ServerUnaryReactor* AdminService::Stats(grpc::CallbackServerContext* call,
     ms->set_bytes_read(c.bytes_read);
     ms->set_read_errors(c.read_errors);
     ms->set_evictions(c.evictions);
+    ms->set_prefetches(c.prefetches);
+    ms->set_predicted_prefetches(c.predicted_prefetches);
+    QuotaView q = ctx_->cache->quota_of(*m);
+    ms->set_weight(q.quota.weight);
+    ms->set_min_bytes(q.quota.min_bytes);
+    ms->set_max_bytes(q.quota.max_bytes);
+    ms->set_share_bytes(q.share_bytes);
+    ms->set_active(q.active);
+    ms->set_warmup_state(c.warmup_state);
+    ms->set_warmup_planned_experts(c.warmup_planned);
+    ms->set_warmup_loaded_experts(c.warmup_loaded);
+    ms->set_warmup_bytes_read(c.warmup_bytes_read);
   }
+  for (const SlotClassView& v : ctx_->cache->class_stats()) {
+    auto* cs = reply->add_classes();
+    cs->set_stride(v.stride);
+    cs->set_segments(v.segments);
+    cs->set_slots_used(v.slots_used);
+    cs->set_ghost_hits(v.ghost_hits);
+    cs->set_segments_in(v.segments_in);
+    cs->set_segments_out(v.segments_out);
+  }
+  reply->set_segment_moves(ctx_->cache->segment_moves());
   return finish(call, grpc::Status::OK);
 }
 
@@ -117,6 +139,40 @@ grpc::ServerUnaryReactor* AdminService::EvictModel(grpc::CallbackServerContext* 
                req->model_id(), evicted, pinned);
   reply->set_evicted(evicted);
   reply->set_still_pinned(pinned);
+  return finish(call, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AdminService::SetQuota(grpc::CallbackServerContext* call,
+                                                 const v1::SetQuotaRequest* req,
+                                                 v1::SetQuotaReply* reply) {
+  auto peer = caller_of(*ctx_, call);
+  if (!peer.ok()) return finish(call, to_grpc(peer.status()));
+  if (!is_admin(*ctx_, *peer))
+    return finish(call, to_grpc(PermissionDenied("setting a quota needs an admin (uid " +
+                                                 std::to_string(peer->uid) + " is not one)")));
+  if (req->model().empty())
+    return finish(call, to_grpc(InvalidArgument("model: empty name (use the name `moepoolctl "
+                                                "stats` shows)")));
+  if (req->model().size() > 1024)
+    return finish(call, to_grpc(InvalidArgument("model: name longer than 1024 bytes")));
+  std::lock_guard<std::mutex> lock(ctx_->quota_mu);
+  auto it = ctx_->quotas.find(req->model());
+  Quota q = it == ctx_->quotas.end() ? Quota{} : it->second;
+  if (req->has_weight()) q.weight = req->weight();
+  if (req->has_min_bytes()) q.min_bytes = req->min_bytes();
+  if (req->has_max_bytes()) q.max_bytes = req->max_bytes();
+  if (req->has_weight() || req->has_min_bytes() || req->has_max_bytes()) {
+    // The budget checks weight > 0, max >= min and the minimums against the pool, and
+    // changes nothing when it refuses.
+    if (moepool::Status st = ctx_->cache->set_quota(req->model(), q); !st.ok())
+      return finish(call, to_grpc(st));
+    ctx_->quotas[req->model()] = q;
+    spdlog::info("uid {} set the quota of model '{}': weight {}, min {} B, max {} B", peer->uid,
+                 req->model(), q.weight, q.min_bytes, q.max_bytes);
+  }
+  reply->set_weight(q.weight);
+  reply->set_min_bytes(q.min_bytes);
+  reply->set_max_bytes(q.max_bytes);
   return finish(call, grpc::Status::OK);
 }
 

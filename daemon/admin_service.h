@@ -1,5 +1,6 @@
 // gRPC Admin service: status, models, stats (anyone who can reach the socket) and
-// evict-model (admins only: root, the daemon's uid, admin.uids, admin.groups).
+// evict-model and set-quota (admins only: root, the daemon's uid, admin.uids,
+// admin.groups).
 // Thread safety: gRPC calls the handlers from its own threads.
 #pragma once
 
@@ -22,6 +23,9 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* EvictModel(grpc::CallbackServerContext* call,
                                        const v1::EvictModelRequest* req,
                                        v1::EvictModelReply* reply) override;
+  grpc::ServerUnaryReactor* SetQuota(grpc::CallbackServerContext* call,
+                                     const v1::SetQuotaRequest* req,
+                                     v1::SetQuotaReply* reply) override;
 
  private:
   DaemonContext* ctx_;

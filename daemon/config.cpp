@@ -20,134 +20,17 @@
 #include <string_view>
 
 #include "common/units.h"
+#include "daemon/config_toml.h"
 
 namespace moepool {
 namespace {
+
+using namespace config_detail;
 
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxConfigFileBytes = 1 << 20;         // a config file is a few KiB
 constexpr uint64_t kMinAutoSegmentBytes = 16ull << 20;  // auto never picks a smaller segment
-
-// Where a value came from, for error messages: "<file>:<line>:<col>".
-struct Origin {
-  std::string file;
-  std::string dir;  // directory of the file; relative paths in it are relative to this
-
-  std::string at(const toml::source_region& r) const {
-    return file + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
-  }
-  Status error(const toml::source_region& r, const std::string& what) const {
-    return InvalidArgument(at(r) + ": " + what);
-  }
-};
-
-const char* type_name(toml::node_type t) {
-  switch (t) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    default:
-      return "nothing";
-  }
-}
-
-Status wrong_type(const Origin& o, const toml::node& n, const std::string& key,
-                  const char* expected) {
-  return o.error(n.source(), key + ": expected " + expected + ", got " + type_name(n.type()));
-}
-
-Result<std::string> get_string(const Origin& o, const toml::node& n, const std::string& key) {
-  const auto* s = n.as_string();
-  if (s == nullptr) return wrong_type(o, n, key, "a string");
-  return s->get();
-}
-
-// A path from the file: non-empty; relative paths are taken relative to the file's dir.
-Result<std::string> get_path(const Origin& o, const toml::node& n, const std::string& key) {
-  auto s = get_string(o, n, key);
-  if (!s.ok()) return s.status();
-  if (s->empty()) return o.error(n.source(), key + ": must not be empty");
-  fs::path p(*s);
-  if (p.is_relative()) p = fs::path(o.dir) / p;
-  return p.lexically_normal().string();
-}
-
-// A byte size: a string with a suffix ("512M") or an integer count of bytes.
-Result<uint64_t> get_size(const Origin& o, const toml::node& n, const std::string& key) {
-  if (const auto* i = n.as_integer()) {
-    if (i->get() < 0) return o.error(n.source(), key + ": must not be negative");
-    return static_cast<uint64_t>(i->get());
-  }
-  const auto* s = n.as_string();
-  if (s == nullptr) return wrong_type(o, n, key, "a size string like \"512M\" or an integer");
-  auto v = parse_size(s->get());
-  if (!v.ok()) return o.error(n.source(), key + ": " + v.status().message());
-  return *v;
-}
-
-Result<std::string> get_choice(const Origin& o, const toml::node& n, const std::string& key,
-                               std::initializer_list<std::string_view> allowed) {
-  auto s = get_string(o, n, key);
-  if (!s.ok()) return s.status();
-  for (auto a : allowed) {
-    if (*s == a) return *s;
-  }
-  std::string list;
-  for (auto a : allowed) list += (list.empty() ? "" : "|") + std::string(a);
-  return o.error(n.source(), key + ": '" + *s + "' is not one of " + list);
-}
-
-// Returns the Levenshtein distance of a and b (for "did you mean" hints).
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string suggestion(std::string_view got, const std::vector<std::string_view>& known) {
-  std::string_view best;
-  size_t best_d = 3;  // suggest only close matches
-  for (auto k : known) {
-    size_t d = edit_distance(got, k);
-    if (d < best_d) best_d = d, best = k;
-  }
-  return best.empty() ? "" : " (did you mean '" + std::string(best) + "'?)";
-}
-
-using Setter = std::function<Status(const Origin&, const toml::node&, DaemonConfig*)>;
-struct KeySpec {
-  std::string_view name;
-  Setter set;
-};
-struct SectionSpec {
-  std::string_view name;
-  std::vector<KeySpec> keys;
-};
 
 // The schema: every key config/moepoold.toml documents, and nothing else.
 const std::vector<SectionSpec>& schema() {
@@ -340,9 +223,18 @@ const std::vector<SectionSpec>& schema() {
 Status apply_table(const Origin& o, const toml::table& root, DaemonConfig* cfg) {
   std::vector<std::string_view> section_names;
   for (const auto& s : schema()) section_names.push_back(s.name);
+  for (const auto& s : budget_schema()) section_names.push_back(s.name);
+  section_names.push_back("quota");
   for (const auto& [skey, snode] : root) {
+    if (skey.str() == "quota") {  // [quota."<model name>"]: keyed by model, see config_budget.cpp
+      MOEPOOL_RETURN_IF_ERROR(apply_quota_section(o, snode, cfg));
+      continue;
+    }
     const SectionSpec* sec = nullptr;
     for (const auto& s : schema()) {
+      if (s.name == skey.str()) sec = &s;
+    }
+    for (const auto& s : budget_schema()) {
       if (s.name == skey.str()) sec = &s;
     }
     if (sec == nullptr) {
@@ -577,7 +469,7 @@ Status validate_config(DaemonConfig* cfg) {
     if (rc != 0) return Status::FromErrno("admin.groups: getgrnam " + g, rc);
     if (found == nullptr) return InvalidArgument("admin.groups: no such group '" + g + "'");
   }
-  return Status::Ok();
+  return validate_budget_config(*cfg);
 }
 
 std::string describe_config(const DaemonConfig& cfg) {
@@ -605,7 +497,8 @@ std::string describe_config(const DaemonConfig& cfg) {
       << "io.queue_depth:     " << cfg.queue_depth << "\n"
       << "policy.name:        " << cfg.policy_name << "\n"
       << "admin.uids:         " << list(cfg.admin_uids) << "\n"
-      << "admin.groups:       " << list(cfg.admin_groups) << "\n";
+      << "admin.groups:       " << list(cfg.admin_groups) << "\n"
+      << describe_budget_config(cfg);
   return out.str();
 }
 

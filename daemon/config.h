@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "daemon/budget.h"
 
 namespace moepool {
 
@@ -18,6 +19,15 @@ inline constexpr uint64_t kDefaultPoolBytes = 256ull << 20;    // pool.size defa
 inline constexpr uint64_t kAutoSegmentCapBytes = 64ull << 20;  // segment_size 0 = min(pool, this)
 inline constexpr uint64_t kSegmentAlign = 4096;                // segment_size granularity
 inline constexpr uint32_t kMaxQueueDepth = 4096;               // io.queue_depth upper bound
+
+// One [quota."<model name>"] table of the config file.
+struct QuotaConfig {
+  std::string model;   // the model's name as `moepoolctl stats` shows it (general.name)
+  Quota quota;
+  std::string origin;  // "<file>:<line>:<col>" of the table, for errors ("" = not from a file)
+};
+
+inline constexpr uint32_t kMaxPopularitySaveSeconds = 86400;  // popularity.save_interval bound
 
 struct DaemonConfig {
   // daemon.socket: the gRPC Unix socket; the fd side channel is socket_path + ".fds".
@@ -47,6 +57,17 @@ struct DaemonConfig {
   uint32_t queue_depth = 32;
   // policy.name: the expert cache's residency policy, "default" or "lru".
   std::string policy_name = "default";
+  // quota."<model name>": per-model shares of the pool (daemon/budget.h), applied at start.
+  std::vector<QuotaConfig> quotas;
+  // popularity.save_interval: seconds between saves of expert popularity to state_dir.
+  uint32_t popularity_save_seconds = 30;
+  // popularity.warmup: on a model's first open, read its saved hottest experts.
+  bool warmup = true;
+  // prefetch.predictor: the daemon's own next-layer predictor issues prefetches.
+  bool prefetch_predictor = true;
+  // prefetch.min_probability: predicted experts below this are not read (moepool-sim's
+  // default, so bench/policy's figures apply).
+  double prefetch_min_probability = 0.5;
   // admin.uids: may call admin RPCs (root and the daemon's own uid always may).
   std::vector<uint32_t> admin_uids;
   // admin.groups: group names whose members may call admin RPCs.

@@ -19,8 +19,11 @@
 #include "daemon/listener.h"
 #include "daemon/model_registry.h"
 #include "daemon/pool.h"
+#include "daemon/popularity_store.h"
+#include "daemon/prefetcher.h"
 #include "daemon/session_registry.h"
 #include "daemon/task_queue.h"
+#include "daemon/warmup.h"
 #include "daemon/worker_service.h"
 
 #ifdef MOEPOOL_HAVE_SYSTEMD
@@ -81,6 +84,27 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
     return 1;
   }
   ExpertCache cache(pool->get(), io->get(), std::move(policy).value());
+  cache.set_prefetch_cap(io_opts.prefetch_bytes_in_flight);  // the engine's cap, for every source
+  for (const QuotaConfig& q : cfg.quotas) {
+    if (Status qs = cache.set_quota(q.model, q.quota); !qs.ok()) {
+      spdlog::critical("{}{}", q.origin.empty() ? "" : q.origin + ": ", qs.message());
+      return 1;
+    }
+    ctx.quotas[q.model] = q.quota;
+  }
+  PopularityStore popularity(cfg.state_dir);
+  std::unique_ptr<Prefetcher> prefetcher;
+  if (cfg.prefetch_predictor) {
+    prefetcher = std::make_unique<Prefetcher>(
+        cfg.prefetch_min_probability,
+        [&cache](const std::shared_ptr<Model>& m, uint32_t layer, std::vector<uint32_t> experts,
+                 std::vector<double> p) {
+          auto r = cache.prefetch(m, layer, std::move(experts), std::move(p),
+                                  PrefetchSource::kPredictor);
+          if (!r.ok()) spdlog::debug("predicted prefetch refused: {}", r.status().message());
+        });
+  }
+  Warmup warmup(&cache, &popularity, cfg.warmup);
   ModelRegistry models(cfg.model_roots, &cache);
   SessionRegistry sessions(&cache);
   Listener listener;
@@ -90,6 +114,9 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
   ctx.models = &models;
   ctx.sessions = &sessions;
   ctx.listener = &listener;
+  ctx.popularity = &popularity;
+  ctx.prefetcher = prefetcher.get();
+  ctx.warmup = &warmup;
   ctx.fd_socket = cfg.socket_path + ".fds";
 
   TaskQueue control;
@@ -125,6 +152,8 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  const auto save_every = std::chrono::seconds(cfg.popularity_save_seconds);
+  auto last_save = std::chrono::steady_clock::now();
   for (;;) {
     timespec tick{1, 0};
     int sig = sigtimedwait(&set, nullptr, &tick);
@@ -133,12 +162,20 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
       break;
     }
     sessions.reap();
+    if (prefetcher)
+      prefetcher->forget_sessions([&sessions](uint64_t s) { return sessions.alive(s); });
+    if (std::chrono::steady_clock::now() - last_save >= save_every) {
+      popularity.save_all();  // logs its own errors
+      last_save = std::chrono::steady_clock::now();
+    }
     sd_notify(0, "WATCHDOG=1");
   }
   sd_notify(0, "STOPPING=1");
   listener.stop();
   fd_server.stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (Status ps = popularity.save_all(); ps.ok())
+    spdlog::info("popularity saved in {}", cfg.state_dir);
   (*io)->stop();
   spdlog::info("moepoold stopped");
   return 0;

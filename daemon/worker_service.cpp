@@ -5,8 +5,11 @@
 #include "daemon/expert_cache.h"
 #include "daemon/model_registry.h"
 #include "daemon/pool.h"
+#include "daemon/popularity_store.h"
+#include "daemon/prefetcher.h"
 #include "daemon/rpc_util.h"
 #include "daemon/session_registry.h"
+#include "daemon/warmup.h"
 
 namespace moepool {
 namespace {
@@ -80,6 +83,31 @@ Status check_experts(const google::protobuf::RepeatedField<uint32_t>& experts) {
   if (experts.size() > kMaxExpertsPerCall)
     return InvalidArgument("too many experts in one call (" + std::to_string(experts.size()) +
                            ", at most " + std::to_string(kMaxExpertsPerCall) + ")");
+  return Status::Ok();
+}
+
+// Whether `layer` is a MoE layer of `model` that has every one of `experts`.
+bool valid_experts(const Model& model, uint32_t layer, const std::vector<uint32_t>& experts) {
+  const MoeLayer* l = model.catalog.layer(layer);
+  if (l == nullptr) return false;
+  for (uint32_t e : experts)
+    if (e >= l->n_experts) return false;
+  return true;
+}
+
+// Checks PrefetchRequest.probabilities: empty, or one per expert, each in [0, 1].
+Status check_probabilities(const v1::PrefetchRequest& req) {
+  const auto& p = req.probabilities();
+  if (p.empty()) return Status::Ok();
+  if (p.size() != req.experts().size())
+    return InvalidArgument("probabilities: " + std::to_string(p.size()) + " given for " +
+                           std::to_string(req.experts().size()) +
+                           " experts (one per expert, or none)");
+  for (int i = 0; i < p.size(); ++i) {
+    if (!(p[i] >= 0.0f && p[i] <= 1.0f))
+      return InvalidArgument("probabilities[" + std::to_string(i) + "] = " +
+                             std::to_string(p[i]) + " is outside [0, 1]");
+  }
   return Status::Ok();
 }
 
@@ -197,7 +225,10 @@ grpc::ServerUnaryReactor* WorkerService::OpenModel(grpc::CallbackServerContext* 
     fill_model_reply(**model, reply);
     spdlog::info("session {} opened model '{}' ({} MoE layers, id {:016x})", session,
                  (*model)->catalog.name(), (*model)->catalog.layers().size(), (*model)->id());
+    std::shared_ptr<Model> opened = *model;
     reactor->Finish(grpc::Status::OK);
+    // After the reply: warm-up runs on its own thread (first open only).
+    if (ctx->warmup) ctx->warmup->on_open(std::move(opened));
   });
   return reactor;
 }
@@ -216,13 +247,21 @@ grpc::ServerUnaryReactor* WorkerService::Acquire(grpc::CallbackServerContext* ca
     if (!st.ok()) return finish(call, to_grpc(Status(st.code(), "release_first: " + st.message())));
   }
   auto* reactor = call->DefaultReactor();
+  // Copied first: the reply may be finished (and `req` freed) inside acquire().
+  const uint32_t layer = req->layer();
   std::vector<uint32_t> experts(req->experts().begin(), req->experts().end());
-  ctx_->cache->acquire(c->session.id, c->model, req->layer(), std::move(experts),
+  ctx_->cache->acquire(c->session.id, c->model, layer, experts,
                        [reply, reactor](Result<std::vector<LeaseInfo>> leases) {
                          if (!leases.ok()) return reactor->Finish(to_grpc(leases.status()));
                          for (const LeaseInfo& l : *leases) fill_lease(l, reply->add_leases());
                          reactor->Finish(grpc::Status::OK);
                        });
+  // After the demand reads were started: count popularity, then predict the next layer.
+  if (valid_experts(*c->model, layer, experts)) {
+    if (ctx_->popularity)
+      ctx_->popularity->count(c->model->id(), c->model->catalog.name(), layer, experts);
+    if (ctx_->prefetcher) ctx_->prefetcher->on_acquire(c->session.id, c->model, layer, experts);
+  }
   return reactor;
 }
 
@@ -243,8 +282,11 @@ grpc::ServerUnaryReactor* WorkerService::Prefetch(grpc::CallbackServerContext* c
                                                   v1::PrefetchReply* reply) {
   auto c = check_expert_call(ctx_, call, req->session_id(), req->model_id(), req->experts());
   if (!c.ok()) return finish(call, to_grpc(c.status()));
-  auto queued = ctx_->cache->prefetch(c->model, req->layer(),
-                                      std::vector<uint32_t>(req->experts().begin(), req->experts().end()));
+  if (Status st = check_probabilities(*req); !st.ok()) return finish(call, to_grpc(st));
+  auto queued = ctx_->cache->prefetch(
+      c->model, req->layer(), std::vector<uint32_t>(req->experts().begin(), req->experts().end()),
+      std::vector<double>(req->probabilities().begin(), req->probabilities().end()),
+      PrefetchSource::kHint);
   if (!queued.ok()) return finish(call, to_grpc(queued.status()));
   reply->set_queued(*queued);
   return finish(call, grpc::Status::OK);

@@ -2,6 +2,7 @@
 //
 //   moepoolctl [--socket PATH] status|models|stats [--json]
 //   moepoolctl [--socket PATH] evict MODEL_ID [--json]
+//   moepoolctl [--socket PATH] quota MODEL [--weight W] [--min SIZE] [--max SIZE] [--json]
 //
 // Exit status: 0 on success, 1 when the daemon cannot be reached or refuses the call,
 // 2 on a command-line error.
@@ -13,81 +14,13 @@
 #include <string>
 
 #include "admin_channel.h"
+#include "commands.h"
 #include "common/units.h"
 #include "common/json_writer.h"
 #include "table.h"
 
 namespace moepool::ctl {
 namespace {
-
-struct Options {
-  std::string socket;
-  bool json = false;
-  std::string model_id;  // evict
-};
-
-// Model ids print as 16 hex digits, as in the daemon's log.
-std::string hex_id(uint64_t id) {
-  char buf[20];
-  std::snprintf(buf, sizeof(buf), "%016" PRIx64, id);
-  return buf;
-}
-
-// Parses a model id as printed by `moepoolctl models`: hex digits, optional 0x prefix.
-Result<uint64_t> parse_model_id(const std::string& text) {
-  std::string s = text;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) s = s.substr(2);
-  if (s.empty() || s.size() > 16) {
-    return InvalidArgument("MODEL_ID '" + text + "' is not 1 to 16 hex digits");
-  }
-  uint64_t v = 0;
-  for (char c : s) {
-    int d;
-    if (c >= '0' && c <= '9')
-      d = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-      d = c - 'A' + 10;
-    else
-      return InvalidArgument("MODEL_ID '" + text +
-                             "' is not hex (as `moepoolctl models` prints it)");
-    v = v << 4 | static_cast<uint64_t>(d);
-  }
-  return v;
-}
-
-std::string percent(uint64_t part, uint64_t whole) {
-  if (whole == 0) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f%%", 100.0 * static_cast<double>(part) / whole);
-  return buf;
-}
-
-// hits / (hits + misses) in [0, 1]; NaN (written as null) when nothing was looked up.
-double hit_rate(uint64_t hits, uint64_t misses) {
-  uint64_t total = hits + misses;
-  return total == 0 ? std::numeric_limits<double>::quiet_NaN()
-                    : static_cast<double>(hits) / static_cast<double>(total);
-}
-
-std::string duration(uint64_t s) {
-  char buf[64];
-  if (s >= 86400) {
-    std::snprintf(buf, sizeof(buf), "%" PRIu64 "d %02" PRIu64 "h %02" PRIu64 "m", s / 86400,
-                  s % 86400 / 3600, s % 3600 / 60);
-  } else if (s >= 3600) {
-    std::snprintf(buf, sizeof(buf), "%" PRIu64 "h %02" PRIu64 "m %02" PRIu64 "s", s / 3600,
-                  s % 3600 / 60, s % 60);
-  } else if (s >= 60) {
-    std::snprintf(buf, sizeof(buf), "%" PRIu64 "m %02" PRIu64 "s", s / 60, s % 60);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%" PRIu64 "s", s);
-  }
-  return buf;
-}
-
-std::string n(uint64_t v) { return std::to_string(v); }
 
 // ---- status ---------------------------------------------------------------------------
 
@@ -173,86 +106,6 @@ Status cmd_models(AdminChannel& ch, const Options& o) {
   return Status::Ok();
 }
 
-// ---- stats ----------------------------------------------------------------------------
-
-void stats_json(const v1::StatsReply& r) {
-  JsonWriter w;
-  w.begin_object();
-  w.field("pool_bytes", r.pool_bytes());
-  w.field("used_bytes", r.used_bytes());
-  w.field("pinned_bytes", r.pinned_bytes());
-  w.field("hits", r.hits());
-  w.field("misses", r.misses());
-  w.field("hit_rate", hit_rate(r.hits(), r.misses()));
-  w.field("bytes_read", r.bytes_read());
-  w.field("reads", r.reads());
-  w.field("read_errors", r.read_errors());
-  w.field("evictions", r.evictions());
-  w.field("prefetches", r.prefetches());
-  w.field("sessions", r.sessions());
-  w.key("models");
-  w.begin_array();
-  for (const v1::ModelStats& m : r.models()) {
-    w.begin_object();
-    w.field("model_id", hex_id(m.model_id()));
-    w.field("name", m.name());
-    w.field("resident_experts", m.resident_experts());
-    w.field("used_bytes", m.used_bytes());
-    w.field("pinned_bytes", m.pinned_bytes());
-    w.field("hits", m.hits());
-    w.field("misses", m.misses());
-    w.field("hit_rate", hit_rate(m.hits(), m.misses()));
-    w.field("bytes_read", m.bytes_read());
-    w.field("read_errors", m.read_errors());
-    w.field("evictions", m.evictions());
-    w.end_object();
-  }
-  w.end_array();
-  w.end_object();
-  std::cout << w.str() << '\n';
-}
-
-Status cmd_stats(AdminChannel& ch, const Options& o) {
-  v1::StatsReply r;
-  auto ctx = ch.context();
-  grpc::Status gs = ch.stub()->Stats(ctx.get(), v1::StatsRequest(), &r);
-  if (!gs.ok()) return ch.error(gs, "Stats");
-  if (o.json) {
-    stats_json(r);
-    return Status::Ok();
-  }
-  Table t({"", ""}, {false, false});
-  t.add_row({"pool", format_bytes(r.pool_bytes())});
-  t.add_row({"used",
-             format_bytes(r.used_bytes()) + " (" + percent(r.used_bytes(), r.pool_bytes()) + ")"});
-  t.add_row({"pinned", format_bytes(r.pinned_bytes()) + " (" +
-                           percent(r.pinned_bytes(), r.pool_bytes()) + ")"});
-  t.add_row({"hits", n(r.hits())});
-  t.add_row({"misses", n(r.misses())});
-  t.add_row({"hit rate", percent(r.hits(), r.hits() + r.misses())});
-  t.add_row({"bytes read", format_bytes(r.bytes_read())});
-  t.add_row({"reads", n(r.reads())});
-  t.add_row({"read errors", n(r.read_errors())});
-  t.add_row({"evictions", n(r.evictions())});
-  t.add_row({"prefetches", n(r.prefetches())});
-  t.add_row({"sessions", n(r.sessions())});
-  std::string text = t.render();
-  std::cout << text.substr(text.find('\n') + 1);
-  if (r.models().empty()) return Status::Ok();
-  std::cout << '\n';
-  Table m({"MODEL_ID", "NAME", "RESIDENT", "USED", "PINNED", "HITS", "MISSES", "HIT_RATE",
-           "BYTES_READ", "READ_ERRORS", "EVICTIONS"},
-          {false, false, true, true, true, true, true, true, true, true, true});
-  for (const v1::ModelStats& s : r.models()) {
-    m.add_row({hex_id(s.model_id()), s.name(), n(s.resident_experts()),
-               format_bytes(s.used_bytes()), format_bytes(s.pinned_bytes()), n(s.hits()),
-               n(s.misses()), percent(s.hits(), s.hits() + s.misses()),
-               format_bytes(s.bytes_read()), n(s.read_errors()), n(s.evictions())});
-  }
-  std::cout << m.render();
-  return Status::Ok();
-}
-
 // ---- evict ----------------------------------------------------------------------------
 
 Status cmd_evict(AdminChannel& ch, const Options& o) {
@@ -299,11 +152,32 @@ int run(int argc, char** argv) {
       "status", "Daemon version, pid, uptime, I/O mode, pool size and use, sessions, models");
   auto* models = app.add_subcommand("models", "Open models: id, name, shape, sizes, path");
   auto* stats = app.add_subcommand(
-      "stats", "Pool and per-model counters: use, pins, hits, misses, reads, evictions");
+      "stats",
+      "Pool and per-model counters (use, pins, hits, misses, reads, evictions, prefetches), "
+      "quotas and shares, warm-up progress, slot classes");
   auto* evict = app.add_subcommand(
       "evict", "Drop every unpinned resident expert of a model (needs an admin uid or group)");
   evict->add_option("MODEL_ID", o.model_id, "Model id as printed by `moepoolctl models`")
       ->required();
+  auto* quota = app.add_subcommand(
+      "quota",
+      "Show or set a model's share of the pool (setting needs an admin uid or group)");
+  quota->add_option("MODEL", o.quota_model,
+                    "Model name as `moepoolctl stats` shows it; need not be open yet")
+      ->required();
+  quota->add_option("--weight", o.weight,
+                    "Relative share among the models demanding experts (> 0; default 1)");
+  quota->add_option("--min", o.min_size,
+                    "Kept for the model even when idle, e.g. 512M (all minimums must fit "
+                    "the pool)");
+  quota->add_option("--max", o.max_size,
+                    "Most the model may hold, pins included, e.g. 4G (0: no maximum)");
+  quota->footer(
+      "Options not given keep their value; with none, the quota in force is printed.\n"
+      "A model's share is its weight's part of the pool among active models, clamped to\n"
+      "[min, max]; an idle model keeps its min, and unused share is lent to models with\n"
+      "misses. Quotas set here last until moepoold restarts (persist them in\n"
+      "[quota.\"<model name>\"] of moepoold.toml).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -322,6 +196,8 @@ int run(int argc, char** argv) {
       st = cmd_stats(**ch, o);
     else if (evict->parsed())
       st = cmd_evict(**ch, o);
+    else if (quota->parsed())
+      st = cmd_quota(**ch, o);
   }
   if (!st.ok()) {
     std::cerr << "moepoolctl: " << st.message() << '\n';

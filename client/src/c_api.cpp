@@ -279,6 +279,20 @@ uint32_t moepool_prefetch(moepool_client_t* c, uint64_t model_id, uint32_t layer
   });
 }
 
+uint32_t moepool_prefetch_with_probabilities(moepool_client_t* c, uint64_t model_id,
+                                             uint32_t layer, const uint32_t* experts,
+                                             const float* probabilities, size_t n,
+                                             char** errptr) {
+  return guarded<uint32_t>(errptr, 0, [&]() -> uint32_t {
+    if (save_error(errptr, check_client_and_experts(c, experts, n))) return 0;
+    std::span<const float> p;
+    if (probabilities != nullptr) p = std::span<const float>(probabilities, n);
+    auto queued = c->client->prefetch(model_id, layer, std::span<const uint32_t>(experts, n), p);
+    if (save_error(errptr, queued.status())) return 0;
+    return *queued;
+  });
+}
+
 // ---- stats ----------------------------------------------------------------------------
 
 moepool_stats_t* moepool_client_stats(moepool_client_t* c, char** errptr) {

@@ -68,7 +68,8 @@ class Client::Impl {
   Status release(std::span<const Lease> leases);
   Status release_async(std::vector<Lease> leases);
   ~Impl();
-  Result<uint32_t> prefetch(uint64_t model_id, uint32_t layer, std::span<const uint32_t> experts);
+  Result<uint32_t> prefetch(uint64_t model_id, uint32_t layer, std::span<const uint32_t> experts,
+                            std::span<const float> probabilities);
   Result<PoolStats> stats();
 
   uint64_t session_id() const { return session_id_; }
@@ -295,7 +296,16 @@ Client::Impl::~Impl() {
 }
 
 Result<uint32_t> Client::Impl::prefetch(uint64_t model_id, uint32_t layer,
-                                        std::span<const uint32_t> experts) {
+                                        std::span<const uint32_t> experts,
+                                        std::span<const float> probabilities) {
+  if (!probabilities.empty() && probabilities.size() != experts.size())
+    return InvalidArgument("prefetch: " + std::to_string(probabilities.size()) +
+                           " probabilities for " + std::to_string(experts.size()) + " experts");
+  for (size_t i = 0; i < probabilities.size(); ++i) {
+    if (!(probabilities[i] >= 0 && probabilities[i] <= 1))
+      return InvalidArgument("prefetch: probability " + std::to_string(probabilities[i]) +
+                             " of expert " + std::to_string(experts[i]) + " is outside [0, 1]");
+  }
   if (experts.empty()) return 0u;
   MOEPOOL_RETURN_IF_ERROR(session_->health());
   v1::PrefetchRequest req;
@@ -303,6 +313,7 @@ Result<uint32_t> Client::Impl::prefetch(uint64_t model_id, uint32_t layer,
   req.set_model_id(model_id);
   req.set_layer(layer);
   req.mutable_experts()->Add(experts.begin(), experts.end());
+  req.mutable_probabilities()->Add(probabilities.begin(), probabilities.end());
   v1::PrefetchReply reply;
   grpc::ClientContext ctx;
   grpc::Status gs = worker_->Prefetch(&ctx, req, &reply);
@@ -359,7 +370,14 @@ Status Client::release_async(std::vector<Lease> leases) {
 
 Result<uint32_t> Client::prefetch(uint64_t model_id, uint32_t layer,
                                   std::span<const uint32_t> experts) {
-  return guarded("prefetch", [&] { return impl_->prefetch(model_id, layer, experts); });
+  return guarded("prefetch", [&] { return impl_->prefetch(model_id, layer, experts, {}); });
+}
+
+Result<uint32_t> Client::prefetch(uint64_t model_id, uint32_t layer,
+                                  std::span<const uint32_t> experts,
+                                  std::span<const float> probabilities) {
+  return guarded("prefetch",
+                 [&] { return impl_->prefetch(model_id, layer, experts, probabilities); });
 }
 
 Result<PoolStats> Client::stats() {

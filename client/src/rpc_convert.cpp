@@ -155,6 +155,17 @@ PoolStats to_pool_stats(const v1::StatsReply& r) {
     ms.bytes_read = m.bytes_read();
     ms.read_errors = m.read_errors();
     ms.evictions = m.evictions();
+    ms.prefetches = m.prefetches();
+    ms.predicted_prefetches = m.predicted_prefetches();
+    ms.weight = m.weight();
+    ms.min_bytes = m.min_bytes();
+    ms.max_bytes = m.max_bytes();
+    ms.share_bytes = m.share_bytes();
+    ms.active = m.active();
+    ms.warmup_state = m.warmup_state();
+    ms.warmup_planned_experts = m.warmup_planned_experts();
+    ms.warmup_loaded_experts = m.warmup_loaded_experts();
+    ms.warmup_bytes_read = m.warmup_bytes_read();
     s.models.push_back(std::move(ms));
   }
   return s;

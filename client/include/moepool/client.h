@@ -71,6 +71,14 @@ struct ModelStats {
   std::string name;
   uint64_t resident_experts = 0, used_bytes = 0, pinned_bytes = 0;
   uint64_t hits = 0, misses = 0, bytes_read = 0, read_errors = 0, evictions = 0;
+  uint64_t prefetches = 0, predicted_prefetches = 0;
+  // Quota (weight, min, max; 0 = no max) and the share it entitles the model to now.
+  double weight = 1;
+  uint64_t min_bytes = 0, max_bytes = 0, share_bytes = 0;
+  bool active = false;
+  // Warm-up from saved popularity: "none", "running", "done", "failed: ...".
+  std::string warmup_state;
+  uint64_t warmup_planned_experts = 0, warmup_loaded_experts = 0, warmup_bytes_read = 0;
 };
 
 struct PoolStats {
@@ -113,6 +121,12 @@ class Client {
   // Hints that these experts will be wanted soon. Returns how many reads it started.
   Result<uint32_t> prefetch(uint64_t model_id, uint32_t layer,
                             std::span<const uint32_t> experts);
+  // The same with a guess per expert: `probabilities[i]` in [0, 1] is how likely
+  // experts[i] is to be used (the daemon's policy weighs it against what it would evict).
+  // An empty span means every hint is certain; otherwise it must match `experts` in length.
+  Result<uint32_t> prefetch(uint64_t model_id, uint32_t layer,
+                            std::span<const uint32_t> experts,
+                            std::span<const float> probabilities);
   // Pool-wide and per-model counters.
   Result<PoolStats> stats();
 

@@ -120,6 +120,12 @@ uint64_t moepool_leases_projection_bytes(const moepool_leases_t* leases, size_t 
  * daemon started (0 on error). */
 uint32_t moepool_prefetch(moepool_client_t* client, uint64_t model_id, uint32_t layer,
                           const uint32_t* experts, size_t n, char** errptr);
+/* The same with a guess per expert: probabilities[i] in [0, 1] is how likely experts[i]
+ * is to be used (NULL: every hint is certain). */
+uint32_t moepool_prefetch_with_probabilities(moepool_client_t* client, uint64_t model_id,
+                                             uint32_t layer, const uint32_t* experts,
+                                             const float* probabilities, size_t n,
+                                             char** errptr);
 
 /* ---- stats ------------------------------------------------------------------------ */
 

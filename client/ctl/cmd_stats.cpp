@@ -1,0 +1,153 @@
+// `moepoolctl stats`: pool counters, per-model counters, quotas and warm-up, and the slot
+// classes (the Admin.Stats reply), as tables or with --json as one object.
+#include <iostream>
+
+#include "commands.h"
+#include "common/json_writer.h"
+#include "common/units.h"
+#include "table.h"
+
+namespace moepool::ctl {
+namespace {
+
+// "running 12/40", "done 40/40", "none".
+std::string warmup_text(const v1::ModelStats& m) {
+  if (m.warmup_state().empty() || m.warmup_state() == "none") return "none";
+  return m.warmup_state() + " " + n(m.warmup_loaded_experts()) + "/" +
+         n(m.warmup_planned_experts()) + " (" + format_bytes(m.warmup_bytes_read()) + ")";
+}
+
+void stats_json(const v1::StatsReply& r) {
+  JsonWriter w;
+  w.begin_object();
+  w.field("pool_bytes", r.pool_bytes());
+  w.field("used_bytes", r.used_bytes());
+  w.field("pinned_bytes", r.pinned_bytes());
+  w.field("hits", r.hits());
+  w.field("misses", r.misses());
+  w.field("hit_rate", hit_rate(r.hits(), r.misses()));
+  w.field("bytes_read", r.bytes_read());
+  w.field("reads", r.reads());
+  w.field("read_errors", r.read_errors());
+  w.field("evictions", r.evictions());
+  w.field("prefetches", r.prefetches());
+  w.field("sessions", r.sessions());
+  w.field("segment_moves", r.segment_moves());
+  w.key("models");
+  w.begin_array();
+  for (const v1::ModelStats& m : r.models()) {
+    w.begin_object();
+    w.field("model_id", hex_id(m.model_id()));
+    w.field("name", m.name());
+    w.field("resident_experts", m.resident_experts());
+    w.field("used_bytes", m.used_bytes());
+    w.field("pinned_bytes", m.pinned_bytes());
+    w.field("hits", m.hits());
+    w.field("misses", m.misses());
+    w.field("hit_rate", hit_rate(m.hits(), m.misses()));
+    w.field("bytes_read", m.bytes_read());
+    w.field("read_errors", m.read_errors());
+    w.field("evictions", m.evictions());
+    w.field("prefetches", m.prefetches());
+    w.field("predicted_prefetches", m.predicted_prefetches());
+    w.field("weight", m.weight());
+    w.field("min_bytes", m.min_bytes());
+    w.field("max_bytes", m.max_bytes());
+    w.field("share_bytes", m.share_bytes());
+    w.field("active", m.active());
+    w.key("warmup");
+    w.begin_object();
+    w.field("state", m.warmup_state().empty() ? std::string("none") : m.warmup_state());
+    w.field("planned_experts", m.warmup_planned_experts());
+    w.field("loaded_experts", m.warmup_loaded_experts());
+    w.field("bytes_read", m.warmup_bytes_read());
+    w.end_object();
+    w.end_object();
+  }
+  w.end_array();
+  w.key("classes");
+  w.begin_array();
+  for (const v1::SlotClassStats& c : r.classes()) {
+    w.begin_object();
+    w.field("stride", c.stride());
+    w.field("segments", c.segments());
+    w.field("slots_used", c.slots_used());
+    w.field("ghost_hits", c.ghost_hits());
+    w.field("segments_in", c.segments_in());
+    w.field("segments_out", c.segments_out());
+    w.end_object();
+  }
+  w.end_array();
+  w.end_object();
+  std::cout << w.str() << '\n';
+}
+
+}  // namespace
+
+Status cmd_stats(AdminChannel& ch, const Options& o) {
+  v1::StatsReply r;
+  auto ctx = ch.context();
+  grpc::Status gs = ch.stub()->Stats(ctx.get(), v1::StatsRequest(), &r);
+  if (!gs.ok()) return ch.error(gs, "Stats");
+  if (o.json) {
+    stats_json(r);
+    return Status::Ok();
+  }
+  Table t({"", ""}, {false, false});
+  t.add_row({"pool", format_bytes(r.pool_bytes())});
+  t.add_row({"used",
+             format_bytes(r.used_bytes()) + " (" + percent(r.used_bytes(), r.pool_bytes()) + ")"});
+  t.add_row({"pinned", format_bytes(r.pinned_bytes()) + " (" +
+                           percent(r.pinned_bytes(), r.pool_bytes()) + ")"});
+  t.add_row({"hits", n(r.hits())});
+  t.add_row({"misses", n(r.misses())});
+  t.add_row({"hit rate", percent(r.hits(), r.hits() + r.misses())});
+  t.add_row({"bytes read", format_bytes(r.bytes_read())});
+  t.add_row({"reads", n(r.reads())});
+  t.add_row({"read errors", n(r.read_errors())});
+  t.add_row({"evictions", n(r.evictions())});
+  t.add_row({"prefetches", n(r.prefetches())});
+  t.add_row({"sessions", n(r.sessions())});
+  t.add_row({"segment moves", n(r.segment_moves())});
+  std::string text = t.render();
+  std::cout << text.substr(text.find('\n') + 1);
+  if (!r.models().empty()) {
+    std::cout << '\n';
+    Table m({"MODEL_ID", "NAME", "RESIDENT", "USED", "PINNED", "HITS", "MISSES", "HIT_RATE",
+             "BYTES_READ", "READ_ERRORS", "EVICTIONS"},
+            {false, false, true, true, true, true, true, true, true, true, true});
+    for (const v1::ModelStats& s : r.models()) {
+      m.add_row({hex_id(s.model_id()), s.name(), n(s.resident_experts()),
+                 format_bytes(s.used_bytes()), format_bytes(s.pinned_bytes()), n(s.hits()),
+                 n(s.misses()), percent(s.hits(), s.hits() + s.misses()),
+                 format_bytes(s.bytes_read()), n(s.read_errors()), n(s.evictions())});
+    }
+    std::cout << m.render() << '\n';
+    Table q({"MODEL_ID", "NAME", "WEIGHT", "MIN", "MAX", "SHARE", "ACTIVE", "PREFETCHES",
+             "PREDICTED", "WARM-UP"},
+            {false, false, true, true, true, true, false, true, true, false});
+    for (const v1::ModelStats& s : r.models()) {
+      q.add_row({hex_id(s.model_id()), s.name(), weight_text(s.weight()),
+                 format_bytes(s.min_bytes()),
+                 s.max_bytes() ? format_bytes(s.max_bytes()) : std::string("none"),
+                 format_bytes(s.share_bytes()), s.active() ? "yes" : "no", n(s.prefetches()),
+                 n(s.predicted_prefetches()), warmup_text(s)});
+    }
+    std::cout << q.render();
+  }
+  if (!r.classes().empty()) {
+    std::cout << '\n';
+    Table c({"CLASS", "STRIDE", "SEGMENTS", "SLOTS_USED", "GHOST_HITS", "SEGMENTS_IN",
+             "SEGMENTS_OUT"},
+            {true, true, true, true, true, true, true});
+    for (int i = 0; i < r.classes_size(); ++i) {
+      const v1::SlotClassStats& s = r.classes(i);
+      c.add_row({n(static_cast<uint64_t>(i)), format_bytes(s.stride()), n(s.segments()),
+                 n(s.slots_used()), n(s.ghost_hits()), n(s.segments_in()), n(s.segments_out())});
+    }
+    std::cout << c.render();
+  }
+  return Status::Ok();
+}
+
+}  // namespace moepool::ctl
