@@ -86,13 +86,16 @@ void Warmup::run(const std::shared_ptr<Model>& model) {
     return;
   }
   auto start = std::chrono::steady_clock::now();
+  const size_t planned = items.size();
   auto started = cache_->warm(model, std::move(items));
   if (!started.ok()) {
     spdlog::warn("warm-up of model {} refused: {}", name, started.status().message());
     return;
   }
-  spdlog::info("warm-up of model {}: {} experts planned, {} to read, in file order", name,
-               *started, format_bytes(plan_bytes));
+  spdlog::info(
+      "warm-up of model {}: {} hottest experts planned ({} of slots), {} reads started in "
+      "file order (the rest are resident already or do not fit now)",
+      name, planned, format_bytes(plan_bytes), *started);
   ModelCounters c = cache_->model_counters(*model);
   while (c.warmup_state == "running" && !stopping_) {
     std::this_thread::sleep_for(kPollInterval);

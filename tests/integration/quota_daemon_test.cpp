@@ -141,5 +141,39 @@ TEST_F(QuotaTest, ConfigQuotasApplyAtStartAndBadOnesStopTheDaemonWithTheLine) {
   EXPECT_NE(out.find("more than pool.size"), std::string::npos) << out;
 }
 
+TEST_F(QuotaTest, NonAdminCannotSetAQuota) {
+  if (geteuid() != 0 || !fs::exists("/usr/bin/setpriv"))
+    GTEST_SKIP() << "needs root and setpriv to run moepoolctl as another user";
+  std::string path = synth("m.gguf", small_model());
+  // A socket anybody may connect to, in a directory anybody may enter.
+  fs::create_directories(dir_ / "run");
+  fs::permissions(dir_ / "run", fs::perms::owner_all | fs::perms::group_read |
+                                    fs::perms::group_exec | fs::perms::others_read |
+                                    fs::perms::others_exec);
+  std::string config = (dir_ / "moepoold.toml").string();
+  std::ofstream(config) << "[daemon]\nsocket_mode = \"0666\"\n";
+  start_daemon("16M", {"--config", config});
+  auto c = connect();
+  auto m = c->open_model(path);
+  ASSERT_TRUE(m.ok());
+  std::vector<std::string> as_nobody = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                        "--clear-groups"};
+  auto cmd = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = as_nobody;
+    for (const std::string& a : ctl(std::move(args))) argv.push_back(a);
+    return run_all(argv);
+  };
+  auto [rc, out] = cmd({"stats"});
+  ASSERT_EQ(rc, 0) << "anybody who can reach the socket reads stats: " << out;
+  std::tie(rc, out) = cmd({"quota", m->name, "--weight", "5"});
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("setting a quota needs an admin (uid 65534 is not one)"),
+            std::string::npos)
+      << out;
+  auto s = model_stats(*c, m->name);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->weight, 1.0) << "the refused call changed nothing";
+}
+
 }  // namespace
 }  // namespace moepool::testing
