@@ -46,7 +46,8 @@ void add_config_flags(CLI::App& app, CliOverrides* out) {
       ->type_name("auto|on|off");
   app.add_option_function<std::string>(
          "--policy", [out](const std::string& v) { out->policy = v; },
-         "expert cache residency policy: default (decayed frequency and recency) or lru")
+         "expert cache residency policy: default (adaptive decayed frequency on each layer's "
+         "clock) or lru")
       ->type_name("NAME");
 }
 
