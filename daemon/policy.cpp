@@ -25,6 +25,12 @@ Result<std::unique_ptr<ResidencyPolicy>> make_policy(std::string_view name) {
     return std::unique_ptr<ResidencyPolicy>(new DecayedFrequencyPolicy(o));
   }
   if (name == "adaptive") return std::unique_ptr<ResidencyPolicy>(new AdaptivePolicy());
+  if (name == "adaptive-full") {  // the shadows replay every layer (the unsampled reference)
+    AdaptivePolicyOptions o;
+    o.shadow_fraction = 1;
+    o.name = "adaptive-full";
+    return std::unique_ptr<ResidencyPolicy>(new AdaptivePolicy(o));
+  }
   if (name.starts_with("stale/")) {  // stale/L: the adaptive policy fixed at lambda L
     AdaptivePolicyOptions o;
     std::string l(name.substr(6));
@@ -44,7 +50,7 @@ Result<std::unique_ptr<ResidencyPolicy>> make_policy(std::string_view name) {
     return std::unique_ptr<ResidencyPolicy>(new DecayedFrequencyPolicy(o));
   }
   return InvalidArgument("unknown policy '" + std::string(name) +
-                         "' (expected default, adaptive, stale/L, lru, lrfu, lrfu/H or lfu)");
+                         "' (expected default, adaptive, adaptive-full, stale/L, lru, lrfu, lrfu/H or lfu)");
 }
 
 }  // namespace moepool

@@ -81,7 +81,8 @@ std::string_view default_policy_name();
 // "lrfu" / "default" (decayed frequency and recency, half-life scaled to capacity),
 // "slru" (segmented LRU with a frequency-gated admission filter), "adaptive" (the default
 // now: decayed frequency on each layer's own clock, recency/frequency balance chosen
-// online by shadow caches) and "stale/L" (the same fixed at one balance L).
+// online by shadow caches replaying a sample of the layers), "adaptive-full" (the same
+// with shadows replaying every layer) and "stale/L" (the same fixed at one balance L).
 Result<std::unique_ptr<ResidencyPolicy>> make_policy(std::string_view name);
 
 }  // namespace moepool

@@ -8,12 +8,26 @@ namespace {
 
 constexpr double kNone = -1e300;
 
-// log2(2^a + w * 2^b) without overflow; w > 0; a may be kNone.
+// log2(2^a + w * 2^b) without overflow; w > 0; a may be kNone. One of the two terms
+// is 2^0 = 1 after taking the larger out, so one exp2 and one log2 suffice.
 double log2_add(double a, double b, double w) {
-  double lb = b + std::log2(w);
+  double lb = w == 1.0 ? b : b + std::log2(w);
   if (a < -1e299) return lb;
   double m = std::max(a, lb);
-  return m + std::log2(std::exp2(a - m) + std::exp2(lb - m));
+  return m + std::log2(1.0 + std::exp2(a == m ? lb - m : a - m));
+}
+
+using Order = std::set<std::pair<double, PolicyKey>>;
+
+// Moves `key` from score `from` to `to` in `o`, reusing its node (no allocation).
+void rekey(Order& o, double from, double to, const PolicyKey& key) {
+  auto node = o.extract({from, key});
+  if (node.empty()) {
+    o.insert({to, key});
+    return;
+  }
+  node.value().first = to;
+  o.insert(std::move(node));
 }
 
 constexpr double kMinSlotsPerLayer = 1.0 / 64;
@@ -70,8 +84,14 @@ uint32_t AdaptivePolicy::layer_index(const PolicyKey& key) {
   uint32_t li = static_cast<uint32_t>(layers_.size());
   layers_.emplace_back();
   layers_.back().model = key.model;
+  layers_.back().number = key.layer;
   layer_of_[id] = li;
-  models_[key.model].layers++;
+  for (auto& f : front_) f.emplace_back();
+  dirty_.push_back(0xFFFF);
+  last_.push_back(-1);
+  Model& m = models_[key.model];
+  m.layers++;
+  layers_.back().m = &m;
   cls(0).layers.push_back(li);
   rescale();
   return li;
@@ -87,13 +107,59 @@ AdaptivePolicy::Entry& AdaptivePolicy::entry(const PolicyKey& key) {
   return e;
 }
 
+double AdaptivePolicy::layer_rate(const Layer& l) const {
+  if (models_.size() <= 1) return 0;
+  return l.m->lrate - std::log2(std::max(1u, l.m->layers)) - l.m->lbytes;
+}
+
 double AdaptivePolicy::norm(const Entry& e, size_t c) const {
   const Layer& l = layers_[e.layer];
-  auto m = models_.find(l.model);
-  double rate = 0;
-  if (m != models_.end() && models_.size() > 1)
-    rate = m->second.lrate - std::log2(std::max(1u, m->second.layers)) - m->second.lbytes;
-  return e.ls[c] - l.clock / h_[c] + rate;
+  return e.ls[c] - l.clock / h_[c] + layer_rate(l);
+}
+
+bool AdaptivePolicy::resample() {
+  // Per model, its layers in order; an evenly spaced n of them: position p is sampled
+  // iff p x n mod L < n (exactly n positions).
+  std::unordered_map<uint64_t, std::vector<std::pair<uint32_t, uint32_t>>> by_model;
+  for (uint32_t li = 0; li < layers_.size(); ++li)
+    by_model[layers_[li].model].push_back({layers_[li].number, li});
+  bool changed = false;
+  for (auto& [model, ls] : by_model) {
+    std::sort(ls.begin(), ls.end());
+    const size_t total = ls.size();
+    size_t n = total;
+    if (total > opt_.shadow_min_layers)
+      n = std::max<size_t>(opt_.shadow_min_layers,
+                           static_cast<size_t>(std::ceil(opt_.shadow_fraction * total)));
+    n = std::min(n, total);
+    for (size_t p = 0; p < total; ++p) {
+      bool in = p * n % total < n;
+      Layer& l = layers_[ls[p].second];
+      changed = changed || l.sampled != in;
+      l.sampled = in;
+    }
+  }
+  for (ClassState& cs : classes_) {
+    cs.sampled.clear();
+    double all = 0, some = 0;
+    for (uint32_t li : cs.layers) {
+      double sz = cs.bytes ? size_of(layers_[li].model) : 1.0;
+      all += sz;
+      if (!layers_[li].sampled) continue;
+      cs.sampled.push_back(li);
+      some += sz;
+    }
+    cs.shadow_capacity = all > 0 ? cs.capacity * some / all : cs.capacity;
+  }
+  if (!changed) return false;
+  // A layer left or joined the sample: start the shadows afresh (this happens as a
+  // model's layers are first seen, so the shadows are nearly empty anyway).
+  for (Layer& l : layers_)
+    for (size_t c = 0; c < n_; ++c) l.shadow[c].clear();
+  touch_all();
+  for (auto& [key, e] : entries_) e.in_shadow = 0;
+  for (ClassState& cs : classes_) cs.shadow_used.fill(0);
+  return true;
 }
 
 void AdaptivePolicy::rescale() {
@@ -106,7 +172,7 @@ void AdaptivePolicy::rescale() {
   double spl = cap > 0 && per_layer > 0 ? std::max(kMinSlotsPerLayer, cap / per_layer)
                                         : kDefaultSlotsPerLayer;
   std::array<double, kMaxCandidates> nh{};
-  bool same = true;
+  bool same = !resample();
   for (size_t c = 0; c < n_; ++c) {
     nh[c] = std::max(1e-3, opt_.lambdas[c] * spl);
     same = same && nh[c] == h_[c];
@@ -116,6 +182,7 @@ void AdaptivePolicy::rescale() {
     l.live.clear();
     for (size_t c = 0; c < n_; ++c) l.shadow[c].clear();
   }
+  touch_all();
   for (auto& [key, e] : entries_) {
     double clock = layers_[e.layer].clock;
     for (size_t c = 0; c < n_; ++c)
@@ -132,29 +199,57 @@ void AdaptivePolicy::rescale() {
 
 void AdaptivePolicy::credit(const PolicyKey& key, Entry& e, double weight) {
   Layer& l = layers_[e.layer];
-  if (e.resident) l.live.erase({e.ls[active_], key});
+  const double live_from = e.ls[active_];
   for (size_t c = 0; c < n_; ++c) {
-    bool in = e.in_shadow >> c & 1;
-    if (in) l.shadow[c].erase({e.ls[c], key});
-    e.ls[c] = log2_add(e.ls[c], l.clock / h_[c], weight);
-    if (in) l.shadow[c].insert({e.ls[c], key});
+    double from = e.ls[c];
+    e.ls[c] = log2_add(from, l.clock / h_[c], weight);
+    if (e.in_shadow >> c & 1) rekey(l.shadow[c], from, e.ls[c], key);
   }
-  if (e.resident) l.live.insert({e.ls[active_], key});
+  if (e.resident) rekey(l.live, live_from, e.ls[active_], key);
+  touch(e.layer);
   e.seen = true;
 }
 
 std::optional<PolicyKey> AdaptivePolicy::pick(const ClassState& cs, size_t c, bool live,
                                               const PolicyProtect& keep) const {
+  // Protected keys are few (a request's experts, reads in flight): find the best key of
+  // all first, and scan again skipping protected ones only if it is protected, so keep()
+  // is asked once per victim rather than once per layer.
+  std::vector<std::pair<uint32_t, Front>> over;
+  uint32_t li = 0;
+  if (!live || !keep) return scan_fronts(cs, c, live, over, &li);
+  for (;;) {
+    auto best = scan_fronts(cs, c, live, over, &li);
+    if (!best || !keep(*best)) return best;
+    // Layer li's first key is protected: its first unprotected key stands for it.
+    const Layer& l = layers_[li];
+    Front f;
+    for (const auto& [ls, k] : l.live) {
+      if (keep(k)) continue;
+      f = {ls - l.clock / h_[c], k, true};
+      break;
+    }
+    over.push_back({li, f});
+  }
+}
+
+std::optional<PolicyKey> AdaptivePolicy::scan(const ClassState& cs, size_t c, bool live,
+                                              const PolicyProtect& keep) const {
   // Ties go to the layer visited most recently, the current one last: its next visit is
   // the farthest away (layers come in turn).
   std::optional<PolicyKey> best;
   double best_v = 0, best_when = 0;
-  for (uint32_t li : cs.layers) {
-    const Order& o = live ? layers_[li].live : layers_[li].shadow[c];
-    double when = li == current_layer_ ? -1 : layers_[li].last;
+  // A layer's order holds each key's log score under c, so a key's value is its order
+  // key shifted by the layer's clock and rate: no lookup per layer.
+  for (uint32_t li : live ? cs.layers : cs.sampled) {
+    const Layer& l = layers_[li];
+    const Order& o = live ? l.live : l.shadow[c];
+    if (o.empty()) continue;
+    double when = li == current_layer_ ? -1 : last_[li];
+    double age = l.clock / h_[c], rate = layer_rate(l);
     for (const auto& [ls, k] : o) {
       if (live && keep && keep(k)) continue;
-      double v = norm(entries_.at(k), c);
+      double v = ls - age + rate;  // as norm() computes it
       double tol = 1e-9 * std::max(1.0, std::abs(v));
       if (!best || v < best_v - tol || (v <= best_v + tol && when > best_when)) {
         best = k;
@@ -167,31 +262,73 @@ std::optional<PolicyKey> AdaptivePolicy::pick(const ClassState& cs, size_t c, bo
   return best;
 }
 
+std::optional<PolicyKey> AdaptivePolicy::scan_fronts(
+    const ClassState& cs, size_t c, bool live,
+    const std::vector<std::pair<uint32_t, Front>>& over, uint32_t* winner) const {
+  const size_t slot = live ? kLive : c;
+  std::vector<Front>& fronts = front_[slot];
+  const bool rated = models_.size() > 1;
+  const Front* best = nullptr;
+  double best_v = 0, best_when = 0;
+  for (uint32_t li : live ? cs.layers : cs.sampled) {
+    Front& f = fronts[li];
+    if (dirty_[li] >> slot & 1) {
+      const Layer& l = layers_[li];
+      const Order& o = live ? l.live : l.shadow[c];
+      f.has = !o.empty();
+      if (f.has) {
+        f.v = o.begin()->first - l.clock / h_[c];
+        f.key = o.begin()->second;
+      }
+      dirty_[li] &= uint16_t(~(1u << slot));
+    }
+    const Front* fp = &f;
+    for (const auto& [ol, of] : over)
+      if (ol == li) fp = &of;
+    if (!fp->has) continue;
+    double when = li == current_layer_ ? -1 : last_[li];
+    double v = rated ? fp->v + layer_rate(layers_[li]) : fp->v;  // as scan() computes it
+    double tol = 1e-9 * std::max(1.0, std::abs(v));
+    if (!best || v < best_v - tol || (v <= best_v + tol && when > best_when)) {
+      best = fp;
+      *winner = li;
+      best_v = v;
+      best_when = when;
+    }
+  }
+  if (!best) return std::nullopt;
+  return best->key;
+}
+
 void AdaptivePolicy::shadow_access(const PolicyKey& key, Entry& e, size_t c) {
   Layer& l = layers_[e.layer];
+  if (!l.sampled) return;
   ClassState& cs = cls(l.slot_class);
   if (e.in_shadow >> c & 1) {
     double window = std::max(1024.0, opt_.window_per_slot * std::max(1.0, static_cast<double>(resident_)));
     lhits_[c] = log2_add(lhits_[c], now_ / window, 1.0);
     return;
   }
-  if (cs.capacity <= 0) return;
+  if (cs.shadow_capacity <= 0) return;
   double sz = cs.bytes ? size_of(l.model) : 1.0;
-  while (cs.shadow_used[c] + sz > cs.capacity) {
+  while (cs.shadow_used[c] + sz > cs.shadow_capacity) {
     auto v = pick(cs, c, false, nullptr);
     if (!v) break;
     Entry& ve = entries_.at(*v);
     layers_[ve.layer].shadow[c].erase({ve.ls[c], *v});
+    touch(ve.layer, c);
     ve.in_shadow &= ~(1u << c);
     cs.shadow_used[c] -= cs.bytes ? size_of(layers_[ve.layer].model) : 1.0;
   }
   l.shadow[c].insert({e.ls[c], key});
+  touch(e.layer, c);
   e.in_shadow |= 1u << c;
   cs.shadow_used[c] += sz;
 }
 
 void AdaptivePolicy::switch_to(size_t c) {
   for (Layer& l : layers_) l.live.clear();
+  touch_all();
   active_ = c;
   for (auto& [key, e] : entries_)
     if (e.resident) layers_[e.layer].live.insert({e.ls[active_], key});
@@ -201,13 +338,14 @@ void AdaptivePolicy::on_access(const PolicyKey& key, uint64_t tick, bool hit) {
   now_ = std::max(now_, static_cast<double>(tick));
   Entry& e = entry(key);
   Layer& l = layers_[e.layer];
-  Model& m = models_[l.model];
+  Model& m = *l.m;
   double rate_window = std::max(1024.0, 4 * std::max(1.0, static_cast<double>(resident_)));
   m.lrate = log2_add(m.lrate, now_ / rate_window, 1.0);
   // The layer's clock advances before the credit: a key's age is the accesses its layer
   // saw since, the current one included.
   l.clock += 1;
-  l.last = now_;
+  last_[e.layer] = now_;
+  touch(e.layer);
   current_layer_ = e.layer;
   credit(key, e, 1.0);
   e.last_tick = tick;
@@ -251,6 +389,7 @@ void AdaptivePolicy::seed(const PolicyKey& key, double weight, uint64_t tick) {
     if (in) l.shadow[c].insert({e.ls[c], key});
   }
   if (e.resident) l.live.insert({e.ls[active_], key});
+  touch(e.layer);
   e.seen = true;
   now_ = std::max(now_, static_cast<double>(tick));
 }
@@ -264,6 +403,7 @@ void AdaptivePolicy::insert(const PolicyKey& key, uint32_t slot_class, uint64_t 
     from.erase(std::remove(from.begin(), from.end(), e.layer), from.end());
     cls(slot_class).layers.push_back(e.layer);
     l.slot_class = slot_class;
+    resample();
   }
   if (e.resident) {
     l.live.erase({e.ls[active_], key});
@@ -272,6 +412,7 @@ void AdaptivePolicy::insert(const PolicyKey& key, uint32_t slot_class, uint64_t 
   e.resident = true;
   ++resident_;
   l.live.insert({e.ls[active_], key});
+  touch(e.layer, kLive);
   // A key inserted without a demand at this tick (a prefetch) is credited as one access,
   // so it is not the very next victim before its use.
   if (e.last_tick != tick) {
@@ -289,6 +430,7 @@ void AdaptivePolicy::erase(const PolicyKey& key) {
   auto it = entries_.find(key);
   if (it == entries_.end() || !it->second.resident) return;
   layers_[it->second.layer].live.erase({it->second.ls[active_], key});
+  touch(it->second.layer, kLive);
   it->second.resident = false;
   --resident_;
 }

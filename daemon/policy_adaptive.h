@@ -13,6 +13,9 @@
 //     the same capacity replays the demand stream; the live order follows the lambda
 //     whose shadow hit most over a recent window (decayed), switching only when another
 //     leads by `switch_margin` (hysteresis). Scores of evicted keys are remembered.
+//   - Sampled shadows (as ARC's and CacheLib's sampled ghost caches): the shadows replay
+//     only an evenly spaced sample of each model's layers, with the capacity scaled to the
+//     sample's share, so they cost a fraction of a full replay per access.
 //   - Prefetches enter only if their expected score beats the victim's; seed() gives a
 //     key prior popularity (warm-up), capped at the score of a key used every time.
 // Thread safety: not thread-safe (see policy.h).
@@ -34,6 +37,10 @@ struct AdaptivePolicyOptions {
   double window_per_slot = 8;   // shadow hit counts halve every this x capacity accesses
   double switch_margin = 0.01;  // relative lead a shadow needs to take over
   std::string name = "adaptive";
+  // The shadows replay this fraction of each model's layers, at least shadow_min_layers
+  // of them (all when it has fewer); 1 = every layer.
+  double shadow_fraction = 0.25;
+  uint32_t shadow_min_layers = 16;
 };
 
 class AdaptivePolicy final : public ResidencyPolicy {
@@ -60,11 +67,14 @@ class AdaptivePolicy final : public ResidencyPolicy {
 
  private:
   using Order = std::set<std::pair<double, PolicyKey>>;  // (log score, key), victim first
+  struct Model;
   struct Layer {
     uint64_t model = 0;
+    uint32_t number = 0;  // the layer's index in its model
+    Model* m = nullptr;   // models_[model] (unordered_map nodes do not move)
+    bool sampled = true;  // the shadows replay this layer's accesses
     uint32_t slot_class = 0;
     double clock = 0;  // accesses of this (model, layer) so far
-    double last = -1;  // global tick of its last access
     std::array<Order, kMaxCandidates> shadow;  // per candidate: shadow-resident keys
     Order live;                                // live-resident keys, by the active score
   };
@@ -86,7 +96,9 @@ class AdaptivePolicy final : public ResidencyPolicy {
     double capacity = 0;  // in size units (slots, or bytes after set_budget)
     bool bytes = false;
     std::array<double, kMaxCandidates> shadow_used{};
-    std::vector<uint32_t> layers;  // indices of the layers in this class
+    std::vector<uint32_t> layers;   // indices of the layers in this class
+    std::vector<uint32_t> sampled;  // those the shadows replay
+    double shadow_capacity = 0;     // capacity x the sampled layers' share of the class
   };
 
   Entry& entry(const PolicyKey& key);
@@ -96,14 +108,48 @@ class AdaptivePolicy final : public ResidencyPolicy {
   double h(size_t c) const { return h_[c]; }
   // log2 value of entry e under candidate c, comparable across layers and models.
   double norm(const Entry& e, size_t c) const;
+  // log2 of what one unit of score is worth in layer `l` (its model's access rate per
+  // layer per byte); 0 with one model.
+  double layer_rate(const Layer& l) const;
   void credit(const PolicyKey& key, Entry& e, double weight);
   void rescale();  // re-derives h from capacity and layers, rebuilding the orders
+  // Re-derives which layers the shadows replay and their capacity; returns true if the
+  // sample changed (then the shadows were emptied).
+  bool resample();
   void shadow_access(const PolicyKey& key, Entry& e, size_t c);
+  // The victim of the live order (live) or of candidate c's shadow, skipping keys keep()
+  // protects; scan() is one pass over the class's layers.
   std::optional<PolicyKey> pick(const ClassState& cs, size_t c, bool live,
                                 const PolicyProtect& keep) const;
+  std::optional<PolicyKey> scan(const ClassState& cs, size_t c, bool live,
+                                const PolicyProtect& keep) const;
+  // scan() without keep, over each layer's cached front (refreshed where dirty), except
+  // that a layer listed in `over` is represented by the front given there; sets
+  // *winner to the chosen key's layer.
+  struct Front;
+  std::optional<PolicyKey> scan_fronts(const ClassState& cs, size_t c, bool live,
+                                       const std::vector<std::pair<uint32_t, Front>>& over,
+                                       uint32_t* winner) const;
+  // The layer's order `slot` (a candidate's shadow, or kLive) changed, or its clock did.
+  void touch(uint32_t li, size_t slot) { dirty_[li] |= uint16_t(1u << slot); }
+  void touch(uint32_t li) { dirty_[li] = 0xFFFF; }
+  void touch_all() { std::fill(dirty_.begin(), dirty_.end(), uint16_t{0xFFFF}); }
   void switch_to(size_t c);
 
+  // A layer's order's first key and its value without the model's rate (its order key
+  // minus the layer's age), so scans read one compact array instead of every layer's
+  // tree; recomputed from the order when the layer's dirty bit for it is set.
+  struct Front {
+    double v = 0;
+    PolicyKey key;
+    bool has = false;
+  };
+  static constexpr size_t kLive = kMaxCandidates;  // the live order's slot in front_
+
   AdaptivePolicyOptions opt_;
+  mutable std::array<std::vector<Front>, kMaxCandidates + 1> front_;  // [slot][layer]
+  mutable std::vector<uint16_t> dirty_;  // per layer: bit per slot whose front is stale
+  std::vector<double> last_;             // per layer: global tick of its last access
   size_t n_ = 0;  // candidates
   std::array<double, kMaxCandidates> h_{};
   std::array<double, kMaxCandidates> lhits_{};  // log2 of decayed shadow hits

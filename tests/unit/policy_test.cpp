@@ -251,6 +251,76 @@ TEST(Policy, AdaptiveFollowsTheShadowThatHitsMost) {
   EXPECT_GE(late_hits, 100u * 4 * 9 / 10) << "the hot keys stay resident";
 }
 
+// Replays `keys` (one access each, in order) through `p` on a cache of `slots`, evicting
+// the policy's victim on a miss; returns the victims chosen, in order.
+std::vector<PolicyKey> replay_victims(ResidencyPolicy& p, const std::vector<PolicyKey>& keys,
+                                      size_t slots) {
+  std::set<PolicyKey> resident;
+  std::vector<PolicyKey> victims;
+  uint64_t t = 0;
+  for (const PolicyKey& key : keys) {
+    bool hit = resident.count(key) > 0;
+    p.on_access(key, ++t, hit);
+    if (hit) continue;
+    if (resident.size() >= slots) {
+      auto v = p.victim(0, [&](const PolicyKey& x) { return x == key; });
+      if (!v) break;
+      victims.push_back(*v);
+      p.erase(*v);
+      resident.erase(*v);
+    }
+    p.insert(key, 0, t);
+    resident.insert(key);
+  }
+  return victims;
+}
+
+// Layer-by-layer steps of `layers` layers, two experts each out of `experts`, some
+// reuse: a stream with a recency/frequency trade-off.
+std::vector<PolicyKey> layered_stream(uint32_t layers, uint32_t experts, int steps) {
+  std::vector<PolicyKey> keys;
+  uint64_t x = 12345;
+  for (int s = 0; s < steps; ++s)
+    for (uint32_t l = 0; l < layers; ++l)
+      for (int i = 0; i < 2; ++i) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t e = static_cast<uint32_t>((x >> 33) % experts);
+        if (i == 1 && (x >> 20) % 4 == 0) e = (e * e) % experts;  // skew a little
+        keys.push_back(k(e, l));
+      }
+  return keys;
+}
+
+TEST(Policy, AdaptiveWithFewLayersSamplesThemAllLikeFullShadows) {
+  // A model with no more layers than shadow_min_layers: every layer is sampled, so the
+  // sampled policy decides exactly as the one whose shadows replay everything.
+  auto keys = layered_stream(6, 16, 300);
+  AdaptivePolicy sampled, full(AdaptivePolicyOptions{.shadow_fraction = 1});
+  sampled.set_capacity(0, 24);
+  full.set_capacity(0, 24);
+  EXPECT_EQ(replay_victims(sampled, keys, 24), replay_victims(full, keys, 24));
+}
+
+TEST(Policy, AdaptiveSampledShadowsStillFollowTheShadowThatHitsMost) {
+  // As AdaptiveFollowsTheShadowThatHitsMost, over 32 layers of which the shadows replay
+  // 8: each layer has 4 hot experts and one-off ones; only frequency (64) hits.
+  AdaptivePolicyOptions o{{0.1, 0.2, 64}, 8, 0.01, "adaptive"};
+  o.shadow_fraction = 0.25;
+  o.shadow_min_layers = 4;
+  AdaptivePolicy p(o);
+  const uint32_t layers = 32;
+  std::vector<PolicyKey> keys;
+  uint32_t cold = 100;
+  for (int round = 0; round < 200; ++round)
+    for (uint32_t l = 0; l < layers; ++l) {
+      for (uint32_t e = 0; e < 4; ++e) keys.push_back(k(e, l));
+      for (int i = 0; i < 8; ++i) keys.push_back(k(cold++, l));
+    }
+  p.set_capacity(0, 8 * layers);
+  replay_victims(p, keys, 8 * layers);
+  EXPECT_EQ(p.active_lambda(), 64);
+}
+
 TEST(ExpertPredictor, LearnsWhichExpertsFollow) {
   ExpertPredictor pr;
   EXPECT_TRUE(pr.predict(0, 3, {1, 2}, 4).empty());

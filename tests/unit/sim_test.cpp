@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "common/synthetic_trace.h"
 #include "common/trace.h"
 #include "daemon/policy.h"
 #include "tools/sim/belady.h"
 #include "tools/sim/cache_sim.h"
+#include "tools/sim/policy_cost.h"
 #include "tools/sim/replay_stream.h"
 #include "tools/sim/sim_sources.h"
 #include "tools/sim/static_split.h"
@@ -121,6 +123,49 @@ TEST(Sim, LruReproducesTheReferenceOnGptOss20b) {
     SimResult min = run_belady(st, caps[i], IoModel{});
     EXPECT_GE(min.hit_rate(), replay(st, "default", caps[i], false).hit_rate());
   }
+}
+
+TEST(Sim, PolicyCostReplaysTheDaemonsCallsWithTheSameMisses) {
+  // The cost harness's demand-only cache misses exactly where the simulator's does, and
+  // each timed replay of its call log makes the same decisions (else it fails).
+  auto t = generate_synthetic_trace(*parse_synthetic_spec("layers=6,experts=16,top_k=2,steps=300"));
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  ReplayStream st = build_stream({&*t}, 1, 0);
+  for (const char* policy : {"lru", "default"}) {
+    auto c = measure_policy_cost(st, policy, 24, IoModel{}, 2);
+    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    SimResult r = replay(st, policy, 24, false);
+    EXPECT_EQ(c->accesses, r.accesses) << policy;
+    EXPECT_EQ(c->misses, r.accesses - r.hits) << policy;
+    EXPECT_EQ(c->ns_per_access.size(), 2u);
+    EXPECT_GT(c->median_ns(), 0.0);
+  }
+  EXPECT_FALSE(measure_policy_cost(st, "nope", 24, IoModel{}, 1).ok());
+  EXPECT_FALSE(measure_policy_cost(st, "lru", 24, IoModel{}, 0).ok());
+}
+
+TEST(Sim, SelectSequencesKeepsTheRangeInOrder) {
+  // Three sequences of 2, 1 and 3 steps of a one-layer, top-1 trace.
+  TraceShape shape{1, 8, 1, 6};
+  auto t = Trace::from_ids("seqs", shape, {{0, 2, ""}, {2, 1, ""}, {3, 3, ""}},
+                           {0, 1, 2, 3, 4, 5});
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  auto r = parse_sequence_range("1-");
+  ASSERT_TRUE(r.ok());
+  auto sub = select_sequences(*t, *r);
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  ASSERT_EQ(sub->sequences().size(), 2u);
+  EXPECT_EQ(sub->shape().steps, 4u);
+  EXPECT_EQ(sub->sequences()[1].offset, 1u);
+  EXPECT_EQ(*sub->step(0), 2);
+  EXPECT_EQ(*sub->step(3), 5);
+  auto one = select_sequences(*t, *parse_sequence_range("0-0"));
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->shape().steps, 2u);
+  EXPECT_EQ(parse_sequence_range("2").value().last, 2u);
+  EXPECT_FALSE(parse_sequence_range("3-1").ok());
+  EXPECT_FALSE(parse_sequence_range("a-").ok());
+  EXPECT_FALSE(select_sequences(*t, *parse_sequence_range("3-")).ok());
 }
 
 void expect_rates_in_range(const SimResult& r, const char* what) {

@@ -5,9 +5,11 @@
 //   moepool-sim (--trace PREFIX | --synthetic SPEC)... --capacity FRACTION [--workers N]
 //               [--steps S] [--json] [--expert-bytes B] [--bandwidth B/s]
 //               [--latency-us U] [--compute-ms M] [--policy NAME...]
+//               [--sequences A-B | --first-sequence K] [--cost-runs R]
 // Capacity is a fraction of all the models' experts (every layer). Several sources are
 // concurrent models sharing that budget, also compared with the best static split of it
-// into private caches (policy "static_split").
+// into private caches (policy "static_split"). --cost-runs measures each policy's CPU
+// cost per demanded expert instead (tools/sim/policy_cost.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
@@ -21,6 +23,7 @@
 #include "daemon/policy.h"
 #include "tools/sim/belady.h"
 #include "tools/sim/cache_sim.h"
+#include "tools/sim/policy_cost.h"
 #include "tools/sim/replay_stream.h"
 #include "tools/sim/sim_sources.h"
 #include "tools/sim/static_split.h"
@@ -33,6 +36,57 @@ struct Row {
   SimResult r;
 };
 
+// --cost-runs: the default policy, LRU and each --policy, timed as the daemon calls them.
+int report_cost(const ReplayStream& stream, const std::vector<std::string>& extra,
+                uint64_t capacity, const IoModel& io, uint32_t runs, bool json) {
+  std::vector<std::string> names = {"default", "lru"};
+  names.insert(names.end(), extra.begin(), extra.end());
+  std::vector<PolicyCost> costs;
+  for (const std::string& n : names) {
+    auto c = measure_policy_cost(stream, n, capacity, io, runs);
+    if (!c.ok()) {
+      fprintf(stderr, "moepool-sim: %s\n", c.status().to_string().c_str());
+      return 1;
+    }
+    costs.push_back(std::move(*c));
+  }
+  if (json) {
+    JsonWriter w;
+    w.begin_object();
+    w.field("capacity_experts", capacity);
+    w.field("runs", uint64_t{runs});
+    w.key("cost");
+    w.begin_object();
+    for (const PolicyCost& c : costs) {
+      w.key(c.policy);
+      w.begin_object();
+      w.field("ns_per_access", c.median_ns());
+      w.field("accesses", c.accesses);
+      w.field("misses", c.misses);
+      w.key("runs_ns_per_access");
+      w.begin_array();
+      for (double v : c.ns_per_access) w.value(v);
+      w.end_array();
+      w.end_object();
+    }
+    w.end_object();
+    w.end_object();
+    printf("%s\n", w.str().c_str());
+    return 0;
+  }
+  printf("policy cost per demanded expert (on_access; on a miss victim + erase + insert), "
+         "capacity %llu experts, median of %u runs\n", (unsigned long long)capacity, runs);
+  printf("%-18s %12s %12s %10s %10s\n", "policy", "ns/access", "accesses", "miss_rate",
+         "min..max");
+  for (const PolicyCost& c : costs) {
+    auto [lo, hi] = std::minmax_element(c.ns_per_access.begin(), c.ns_per_access.end());
+    printf("%-18s %12.1f %12llu %10.4f %5.0f..%.0f\n", c.policy.c_str(), c.median_ns(),
+           (unsigned long long)c.accesses, c.accesses ? double(c.misses) / c.accesses : 0.0,
+           *lo, *hi);
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
   std::vector<std::string> prefixes, synthetic;
   double fraction = 0;
@@ -44,6 +98,9 @@ int run(int argc, char** argv) {
   std::vector<std::string> extra;
   PrefetchOptions pf;
   pf.enabled = true;
+  std::string sequences;
+  uint64_t first_sequence = 0;
+  uint32_t cost_runs = 0;
   CLI::App app{"moepool-sim: replay MoE routing traces through moepoold's residency policy"};
   app.add_option("--trace", prefixes, "trace file prefix (P.json, P.experts.u8.zst), "
                  "optionally PREFIX:EXPERT_BYTES for the model's own expert size; repeat for "
@@ -73,6 +130,17 @@ int run(int argc, char** argv) {
                  "predicted probability a prefetch needs")->check(CLI::Range(0.0, 1.0));
   app.add_option("--policy", extra, "also report these policies (lru, lrfu, lfu), each "
                  "with and without prefetch");
+  auto* seq_opt = app.add_option("--sequences", sequences,
+                                 "replay only sequences A-B (0-based, inclusive; 'A-' = from A "
+                                 "to the end) of every --trace source, e.g. held-out ones");
+  app.add_option("--first-sequence", first_sequence,
+                 "skip the first K sequences of every --trace source (= --sequences K-)")
+      ->excludes(seq_opt);
+  app.add_option("--cost-runs", cost_runs,
+                 "instead of simulating, time each policy's calls as the daemon makes them "
+                 "(on_access; on a miss victim, erase, insert) over the demand stream, R "
+                 "times, and report the median ns per demanded expert")
+      ->check(CLI::Range(1u, 1000u));
   app.footer(
       "Several sources (--trace and --synthetic, in that order) are concurrent models whose "
       "workers share one cache of FRACTION of all their experts (of all their expert bytes "
@@ -118,9 +186,20 @@ int run(int argc, char** argv) {
     if (!split_bytes(p)) return 1;
   for (std::string& p : synthetic)
     if (!split_bytes(p)) return 1;
+  SequenceRange range;
+  if (!sequences.empty()) {
+    auto r = parse_sequence_range(sequences);
+    if (!r.ok()) {
+      fprintf(stderr, "moepool-sim: %s\n", r.status().to_string().c_str());
+      return 1;
+    }
+    range = *r;
+  }
+  if (first_sequence) range.first = first_sequence;
   std::vector<Trace> traces;
   for (const std::string& p : prefixes) {
     auto t = Trace::load(p);
+    if (t.ok() && !range.all()) t = select_sequences(*t, range);
     if (!t.ok()) {
       fprintf(stderr, "moepool-sim: %s\n", t.status().to_string().c_str());
       return 1;
@@ -157,6 +236,8 @@ int run(int argc, char** argv) {
             "layer request needs (%u)\n", fraction, (unsigned long long)capacity, min_need);
     return 1;
   }
+
+  if (cost_runs) return report_cost(stream, extra, capacity, io, cost_runs, json);
 
   std::vector<Row> rows;
   auto policy_row = [&](const std::string& label, const std::string& name, bool prefetch) {
