@@ -15,9 +15,9 @@ void ExpertPredictor::Table::grow(uint32_t w) {
 }
 
 void ExpertPredictor::learn(uint64_t model, uint32_t layer, const std::vector<uint32_t>& prev,
-                            const std::vector<uint32_t>& next) {
-  if (prev.empty() || next.empty()) return;
-  Table& t = tables_[key(model, layer)];
+                            const std::vector<uint32_t>& next, uint32_t distance) {
+  if (prev.empty() || next.empty() || distance == 0) return;
+  Table& t = tables_[key(model, layer, distance)];
   uint32_t w = 0;
   for (uint32_t e : prev) w = std::max(w, e + 1);
   for (uint32_t e : next) w = std::max(w, e + 1);
@@ -35,9 +35,10 @@ void ExpertPredictor::learn(uint64_t model, uint32_t layer, const std::vector<ui
 
 std::vector<ExpertGuess> ExpertPredictor::predict(uint64_t model, uint32_t layer,
                                                   const std::vector<uint32_t>& experts,
-                                                  size_t max, double min_probability) const {
+                                                  size_t max, double min_probability,
+                                                  uint32_t distance) const {
   std::vector<ExpertGuess> out;
-  auto it = tables_.find(key(model, layer));
+  auto it = tables_.find(key(model, layer, distance));
   if (it == tables_.end() || experts.empty()) return out;
   const Table& t = it->second;
   std::vector<double> p(t.width, 0.0);

@@ -340,5 +340,20 @@ TEST(ExpertPredictor, LearnsWhichExpertsFollow) {
   EXPECT_TRUE(pr.predict(0, 3, {1, 7}, 4, 0.6).empty());
 }
 
+TEST(ExpertPredictor, KeepsATableForEachDistance) {
+  ExpertPredictor pr;
+  for (int i = 0; i < 4; ++i) {
+    pr.learn(0, 3, {1}, {5}, 1);  // layer 4 follows with 5
+    pr.learn(0, 3, {1}, {2}, 2);  // layer 5 with 2
+  }
+  auto one = pr.predict(0, 3, {1}, 4, 0, 1), two = pr.predict(0, 3, {1}, 4, 0, 2);
+  ASSERT_EQ(one.size(), 1u);
+  ASSERT_EQ(two.size(), 1u);
+  EXPECT_EQ(one[0].expert, 5u);
+  EXPECT_EQ(two[0].expert, 2u);
+  EXPECT_EQ(pr.predict(0, 3, {1}, 4).front().expert, 5u);  // distance 1 by default
+  EXPECT_TRUE(pr.predict(0, 3, {1}, 4, 0, 3).empty());
+}
+
 }  // namespace
 }  // namespace moepool

@@ -100,6 +100,33 @@ TEST(Sim, PrefetchFromTheLearnedPredictorArrivesInTime) {
   EXPECT_GT(def.stall_free_rate(), 0.2);  // lru: 0
 }
 
+// Layer 0 cycles through all experts, layers 1 and 2 always pick expert 0, and layer 3
+// mirrors layer 0: only a guess made three layers ahead (from layer 0) knows layer 3's
+// expert, and three layers of compute are longer than a read, so it arrives in time.
+TEST(Sim, PrefetchSeveralLayersAheadFindsWhatTheNextLayerCannotTell) {
+  const uint32_t kSteps = 300;
+  TraceShape shape{4, 8, 1, kSteps};
+  std::vector<uint8_t> ids;
+  for (uint32_t s = 0; s < kSteps; ++s)
+    for (uint8_t e : {uint8_t(s % 8), uint8_t(0), uint8_t(0), uint8_t((s + 3) % 8)}) ids.push_back(e);
+  auto t = Trace::from_ids("ahead", shape, {}, ids);
+  ASSERT_TRUE(t.ok());
+  ReplayStream st = build_stream({&*t}, 1, 0);
+  IoModel io;
+  io.compute_s = 1e-3;  // a read: 13.2 MB / 6 GB/s + 0.1 ms = 2.3 ms
+  auto run = [&](uint32_t distance) {
+    auto p = make_policy("default");
+    PrefetchOptions o;
+    o.enabled = true;
+    o.distance = distance;
+    return run_policy(st, **p, 6, io, o);
+  };
+  SimResult one = run(1), three = run(3);
+  EXPECT_LT(one.stall_free_rate(), 0.55);  // layers 1 and 2
+  EXPECT_GT(three.stall_free_rate(), 0.7)  // and layer 3, after a few steps of learning
+      << "prefetches " << three.prefetches << ", used " << three.prefetches_used;
+}
+
 bool have_trace(const std::string& prefix) {
   return std::filesystem::exists(prefix + ".json") &&
          std::filesystem::exists(prefix + ".experts.u8.zst");

@@ -39,7 +39,11 @@ class Simulator {
     policy_.set_capacity(0, capacity_);
     if (bytes_mode_) policy_.set_budget(0, static_cast<uint64_t>(io_.budget_bytes));
     queued_per_worker_.assign(st.workers, 0);
-    prev_.assign(st.workers, {});
+    history_.assign(st.workers, {});
+    for (const LayerRequest& r : st.requests) {
+      if (layers_.size() <= r.model) layers_.resize(r.model + 1, 0);
+      layers_[r.model] = std::max(layers_[r.model], r.layer + 1);
+    }
   }
 
   SimResult run() {
@@ -164,29 +168,36 @@ class Simulator {
   }
 
   void prefetch_after(const LayerRequest& r, const std::vector<uint32_t>& cur) {
-    // Learn layer-1 -> layer transitions of this worker, then guess layer+1.
-    if (r.layer > 0 && prev_[r.worker].layer + 1 == r.layer)
-      predictor_.learn(r.model, r.layer - 1, prev_[r.worker].experts, cur);
-    prev_[r.worker] = {r.layer, cur};
-    if (r.last_layer) return;
-    uint32_t max_q = pf_.max_queued ? pf_.max_queued : 2 * r.count;
+    // Learn layer-d -> layer transitions of this worker for d = 1..distance (within one
+    // step: the history's layers count up to this one), then guess layers +1..+distance,
+    // the nearest first.
+    const uint32_t dist = std::max(1u, pf_.distance);
+    std::deque<Prev>& hist = history_[r.worker];
+    if (!hist.empty() && hist.back().layer >= r.layer) hist.clear();  // a new step
+    for (const Prev& p : hist)
+      if (r.layer - p.layer <= dist) predictor_.learn(r.model, p.layer, p.experts, cur, r.layer - p.layer);
+    hist.push_back({r.layer, cur});
+    if (hist.size() > dist) hist.pop_front();
+    uint32_t max_q = pf_.max_queued ? pf_.max_queued : (dist + 1) * r.count;
     uint32_t max_g = pf_.max_guesses ? pf_.max_guesses : r.count;
-    for (const ExpertGuess& g :
-         predictor_.predict(r.model, r.layer, cur, max_g, pf_.min_probability)) {
-      if (queued_per_worker_[r.worker] >= max_q) break;
-      PolicyKey key{r.model, r.layer + 1, g.expert};
-      if (cache_.count(key)) continue;
-      if (!make_room(&key, g.probability, r.model)) continue;
-      Resident s;
-      s.ready_at = kNotStarted;
-      s.prefetched = true;
-      s.target_worker = r.worker;
-      s.target_layer = r.layer + 1;
-      add(key, s);
-      policy_.insert(key, 0, tick_);
-      queue_.push_back({key, now_});
-      queued_per_worker_[r.worker]++;
-      res_.prefetches++;
+    for (uint32_t d = 1; d <= dist && r.layer + d < layers_[r.model]; ++d) {
+      for (const ExpertGuess& g :
+           predictor_.predict(r.model, r.layer, cur, max_g, pf_.min_probability, d)) {
+        if (queued_per_worker_[r.worker] >= max_q) return;
+        PolicyKey key{r.model, r.layer + d, g.expert};
+        if (cache_.count(key)) continue;
+        if (!make_room(&key, g.probability, r.model)) continue;
+        Resident s;
+        s.ready_at = kNotStarted;
+        s.prefetched = true;
+        s.target_worker = r.worker;
+        s.target_layer = r.layer + d;
+        add(key, s);
+        policy_.insert(key, 0, tick_);
+        queue_.push_back({key, now_});
+        queued_per_worker_[r.worker]++;
+        res_.prefetches++;
+      }
     }
   }
 
@@ -209,7 +220,8 @@ class Simulator {
   std::deque<Queued> queue_;
   std::vector<uint32_t> queued_per_worker_;
   std::vector<PolicyKey> held_;  // the current request's keys (pinned)
-  std::vector<Prev> prev_;       // per worker: its last request's layer and experts
+  std::vector<std::deque<Prev>> history_;  // per worker: its last requests of this step
+  std::vector<uint32_t> layers_;           // per model: its layer count
   ExpertPredictor predictor_;
 };
 

@@ -16,7 +16,10 @@ struct PrefetchOptions {
   bool enabled = false;
   uint32_t max_guesses = 0;      // per layer request; 0 = the request's top_k
   double min_probability = 0.5;  // guesses below this are not read
-  uint32_t max_queued = 0;       // prefetch reads waiting per worker; 0 = 2 x top_k
+  uint32_t max_queued = 0;       // prefetch reads waiting per worker; 0 = (distance+1) x top_k
+  // Guess layers L+1 .. L+distance after layer L (each from its own learned table), so a
+  // read can start up to `distance` layers before its use; 1 = the next layer only.
+  uint32_t distance = 1;
 };
 
 SimResult run_policy(const ReplayStream& stream, ResidencyPolicy& policy, uint64_t capacity,
