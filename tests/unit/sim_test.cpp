@@ -127,6 +127,35 @@ TEST(Sim, PrefetchSeveralLayersAheadFindsWhatTheNextLayerCannotTell) {
       << "prefetches " << three.prefetches << ", used " << three.prefetches_used;
 }
 
+// Layer 1 mirrors layer 0, which cycles, and a read takes longer than a layer: every
+// guess for layer 1 is right but late. With the deadline the simulator skips them (they
+// would evict for nothing stall-free), so it reads no more than demand alone.
+TEST(Sim, PrefetchDeadlineSkipsReadsThatCannotArriveInTime) {
+  const uint32_t kSteps = 200;
+  TraceShape shape{2, 8, 1, kSteps};
+  std::vector<uint8_t> ids;
+  for (uint32_t s = 0; s < kSteps; ++s) {
+    ids.push_back(s % 8);
+    ids.push_back((s % 8 + 3) % 8);
+  }
+  auto t = Trace::from_ids("late", shape, {}, ids);
+  ASSERT_TRUE(t.ok());
+  ReplayStream st = build_stream({&*t}, 1, 0);
+  IoModel io;
+  io.compute_s = 0.5e-3;  // a read takes 2.3 ms
+  auto run = [&](bool deadline) {
+    auto p = make_policy("default");
+    PrefetchOptions o;
+    o.enabled = true;
+    o.deadline = deadline;
+    return run_policy(st, **p, 4, io, o);
+  };
+  SimResult late = run(false), skipped = run(true);
+  EXPECT_GT(late.prefetches, kSteps / 2);
+  EXPECT_LT(skipped.prefetches, late.prefetches / 4);
+  EXPECT_GE(skipped.stall_free_rate(), late.stall_free_rate());
+}
+
 bool have_trace(const std::string& prefix) {
   return std::filesystem::exists(prefix + ".json") &&
          std::filesystem::exists(prefix + ".experts.u8.zst");

@@ -39,6 +39,8 @@ class Simulator {
     policy_.set_capacity(0, capacity_);
     if (bytes_mode_) policy_.set_budget(0, static_cast<uint64_t>(io_.budget_bytes));
     queued_per_worker_.assign(st.workers, 0);
+    last_start_.assign(st.workers, -1);
+    layer_time_.assign(st.workers, 0);
     history_.assign(st.workers, {});
     for (const LayerRequest& r : st.requests) {
       if (layers_.size() <= r.model) layers_.resize(r.model + 1, 0);
@@ -61,6 +63,7 @@ class Simulator {
       auto it = cache_.find(q.key);
       if (it == cache_.end() || it->second.ready_at != kNotStarted) continue;  // cancelled
       queued_per_worker_[it->second.target_worker]--;
+      queued_bytes_ -= io_.bytes_of(q.key.model);
       double start = std::max(busy_until_, q.enqueued);
       busy_until_ = start + io_.bytes_of(q.key.model) / io_.bandwidth;
       it->second.ready_at = busy_until_ + io_.latency_s;
@@ -104,7 +107,10 @@ class Simulator {
   void evict(const PolicyKey& k) {
     auto it = cache_.find(k);
     if (it == cache_.end()) return;
-    if (it->second.ready_at == kNotStarted) queued_per_worker_[it->second.target_worker]--;
+    if (it->second.ready_at == kNotStarted) {
+      queued_per_worker_[it->second.target_worker]--;
+      queued_bytes_ -= io_.bytes_of(k.model);
+    }
     cache_.erase(it);
     used_bytes_ -= io_.bytes_of(k.model);
     policy_.erase(k);
@@ -123,6 +129,13 @@ class Simulator {
   }
 
   void request(const LayerRequest& r) {
+    // The time between this worker's layer requests (all workers share the simulated
+    // clock), averaged: when its next layers will start.
+    if (last_start_[r.worker] >= 0) {
+      double gap = now_ - last_start_[r.worker];
+      layer_time_[r.worker] = layer_time_[r.worker] > 0 ? 0.875 * layer_time_[r.worker] + 0.125 * gap : gap;
+    }
+    last_start_[r.worker] = now_;
     pump(now_);
     if (pf_.enabled) cancel_stale(r);
     held_.clear();
@@ -145,6 +158,7 @@ class Simulator {
         }
         if (s.ready_at == kNotStarted) {  // still queued: read it now, as a demand
           queued_per_worker_[s.target_worker]--;
+          queued_bytes_ -= io_.bytes_of(r.model);
           s.ready_at = demand_read(now_, r.model);
         }
         if (s.ready_at <= now_) res_.stall_free++;
@@ -162,12 +176,13 @@ class Simulator {
       }
       held_.push_back(key);
     }
-    if (pf_.enabled) prefetch_after(r, cur);
+    if (pf_.enabled) prefetch_after(r, cur, done + io_.compute_s);
     now_ = done + io_.compute_s;
     pump(now_);
   }
 
-  void prefetch_after(const LayerRequest& r, const std::vector<uint32_t>& cur) {
+  // Guesses after request r, whose layer ends at `end`.
+  void prefetch_after(const LayerRequest& r, const std::vector<uint32_t>& cur, double end) {
     // Learn layer-d -> layer transitions of this worker for d = 1..distance (within one
     // step: the history's layers count up to this one), then guess layers +1..+distance,
     // the nearest first.
@@ -186,6 +201,14 @@ class Simulator {
         if (queued_per_worker_[r.worker] >= max_q) return;
         PolicyKey key{r.model, r.layer + d, g.expert};
         if (cache_.count(key)) continue;
+        if (pf_.deadline && layer_time_[r.worker] > 0) {
+          // A read that cannot arrive before its layer starts is not stall-free: skip it
+          // rather than evict for it (its layer reads it on demand if the guess was right).
+          double need = end + (d - 1) * layer_time_[r.worker];
+          double bw = io_.bandwidth;
+          double arrive = std::max(busy_until_, now_) + (queued_bytes_ + io_.bytes_of(r.model)) / bw + io_.latency_s;
+          if (arrive > need) continue;
+        }
         if (!make_room(&key, g.probability, r.model)) continue;
         Resident s;
         s.ready_at = kNotStarted;
@@ -196,6 +219,7 @@ class Simulator {
         policy_.insert(key, 0, tick_);
         queue_.push_back({key, now_});
         queued_per_worker_[r.worker]++;
+        queued_bytes_ += io_.bytes_of(r.model);
         res_.prefetches++;
       }
     }
@@ -222,6 +246,9 @@ class Simulator {
   std::vector<PolicyKey> held_;  // the current request's keys (pinned)
   std::vector<std::deque<Prev>> history_;  // per worker: its last requests of this step
   std::vector<uint32_t> layers_;           // per model: its layer count
+  std::vector<double> last_start_;         // per worker: when its last request started
+  std::vector<double> layer_time_;         // per worker: average time between its requests
+  double queued_bytes_ = 0;                // prefetch bytes queued, not started
   ExpertPredictor predictor_;
 };
 

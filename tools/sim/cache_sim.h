@@ -20,6 +20,9 @@ struct PrefetchOptions {
   // Guess layers L+1 .. L+distance after layer L (each from its own learned table), so a
   // read can start up to `distance` layers before its use; 1 = the next layer only.
   uint32_t distance = 1;
+  // Skip a guess whose read, queued behind the channel's backlog, would arrive after its
+  // layer is expected to start (the worker's average time between layers ahead).
+  bool deadline = false;
 };
 
 SimResult run_policy(const ReplayStream& stream, ResidencyPolicy& policy, uint64_t capacity,

@@ -99,6 +99,7 @@ int run(int argc, char** argv) {
   PrefetchOptions pf;
   pf.enabled = true;
   pf.distance = 3;  // reads of 2.2 ms need more than one 0.6 ms layer of warning
+  pf.deadline = true;
   std::string sequences;
   uint64_t first_sequence = 0;
   uint32_t cost_runs = 0;
@@ -132,6 +133,8 @@ int run(int argc, char** argv) {
   app.add_option("--prefetch-distance", pf.distance,
                  "guess layers L+1..L+D after layer L (a table per distance), so reads can "
                  "start D layers before their use (default 3)")->check(CLI::Range(1u, 16u));
+  app.add_option("--prefetch-deadline", pf.deadline,
+                 "skip guesses whose read would arrive after their layer starts (default true)");
   app.add_option("--policy", extra, "also report these policies (lru, lrfu, lfu), each "
                  "with and without prefetch");
   auto* seq_opt = app.add_option("--sequences", sequences,
