@@ -18,7 +18,8 @@ inline constexpr uint64_t kMinPoolBytes = 1ull << 20;          // pool.size may 
 inline constexpr uint64_t kDefaultPoolBytes = 256ull << 20;    // pool.size default
 inline constexpr uint64_t kAutoSegmentCapBytes = 64ull << 20;  // segment_size 0 = min(pool, this)
 inline constexpr uint64_t kSegmentAlign = 4096;                // segment_size granularity
-inline constexpr uint32_t kMaxQueueDepth = 4096;               // io.queue_depth upper bound
+inline constexpr uint32_t kMaxQueueDepth = 4096;
+inline constexpr uint32_t kMaxPrefetchDistance = 8;            // prefetch.distance upper bound               // io.queue_depth upper bound
 
 // One [quota."<model name>"] table of the config file.
 struct QuotaConfig {
@@ -68,6 +69,9 @@ struct DaemonConfig {
   // prefetch.min_probability: predicted experts below this are not read (moepool-sim's
   // default, so bench/policy's figures apply).
   double prefetch_min_probability = 0.5;
+  // prefetch.distance: after layer L the predictor guesses layers L+1 .. L+distance, so a
+  // read can start before the layer just ahead (moepool-sim's default), 1..kMaxPrefetchDistance.
+  uint32_t prefetch_distance = 3;
   // admin.uids: may call admin RPCs (root and the daemon's own uid always may).
   std::vector<uint32_t> admin_uids;
   // admin.groups: group names whose members may call admin RPCs.

@@ -2,7 +2,7 @@
 //
 //   [quota."<model name>"]  weight = 2, min = "64M", max = "1G"
 //   [popularity]            save_interval = 30, warmup = true
-//   [prefetch]              predictor = true, min_probability = 0.5
+//   [prefetch]              predictor = true, min_probability = 0.5, distance = 3
 //
 // Errors name "<file>:<line>:<col>: <key>: <reason>" like the rest of the config.
 #include <cmath>
@@ -53,6 +53,18 @@ const std::vector<SectionSpec>& budget_schema() {
               auto v = get_number(o, n, "prefetch.min_probability", 0.0, 1.0);
               if (!v.ok()) return v.status();
               c->prefetch_min_probability = *v;
+              return Status::Ok();
+            }},
+           {"distance",
+            [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
+              const auto* i = n.as_integer();
+              if (i == nullptr) return wrong_type(o, n, "prefetch.distance", "an integer (layers)");
+              if (i->get() < 1 || i->get() > kMaxPrefetchDistance) {
+                return o.error(n.source(), "prefetch.distance: " + std::to_string(i->get()) +
+                                               " is out of range 1.." +
+                                               std::to_string(kMaxPrefetchDistance) + " layers");
+              }
+              c->prefetch_distance = static_cast<uint32_t>(i->get());
               return Status::Ok();
             }},
        }},
@@ -128,6 +140,8 @@ Status validate_budget_config(const DaemonConfig& cfg) {
     return InvalidArgument("popularity.save_interval: must be 1..86400 seconds");
   if (!(cfg.prefetch_min_probability >= 0 && cfg.prefetch_min_probability <= 1))
     return InvalidArgument("prefetch.min_probability: must be within 0..1");
+  if (cfg.prefetch_distance < 1 || cfg.prefetch_distance > kMaxPrefetchDistance)
+    return InvalidArgument("prefetch.distance: must be 1.." + std::to_string(kMaxPrefetchDistance));
   return Status::Ok();
 }
 
@@ -138,7 +152,8 @@ std::string describe_budget_config(const DaemonConfig& cfg) {
   out << "popularity.save_interval: " << cfg.popularity_save_seconds << " s\n"
       << "popularity.warmup:  " << (cfg.warmup ? "true" : "false") << "\n"
       << "prefetch.predictor: " << (cfg.prefetch_predictor ? "true" : "false") << "\n"
-      << "prefetch.min_probability: " << p << "\n";
+      << "prefetch.min_probability: " << p << "\n"
+      << "prefetch.distance:  " << cfg.prefetch_distance << " layers\n";
   for (const QuotaConfig& q : cfg.quotas) {
     char w[32];
     std::snprintf(w, sizeof w, "%g", q.quota.weight);

@@ -2,36 +2,52 @@
 
 namespace moepool {
 
-Prefetcher::Prefetcher(double min_probability, Issue issue)
-    : min_probability_(min_probability), issue_(std::move(issue)) {}
+Prefetcher::Prefetcher(double min_probability, uint32_t distance, Issue issue)
+    : min_probability_(min_probability),
+      distance_(distance ? distance : 1),
+      issue_(std::move(issue)) {}
 
 void Prefetcher::on_acquire(uint64_t session, const std::shared_ptr<Model>& model,
                             uint32_t layer, const std::vector<uint32_t>& experts) {
-  const MoeLayer* l = model->catalog.layer(layer);
-  if (l == nullptr || experts.empty()) return;
+  const int pos = model->layer_pos(layer);
+  if (pos < 0 || experts.empty()) return;
+  const auto& layers = model->catalog.layers();
   for (uint32_t e : experts)
-    if (e >= l->n_experts) return;  // never grow the predictor's table past the layer
-  std::vector<ExpertGuess> guesses;
+    if (e >= layers[pos].n_experts) return;  // never grow the predictor's table past the layer
+  struct Guesses {
+    uint32_t layer;
+    std::vector<ExpertGuess> g;
+  };
+  std::vector<Guesses> out;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Prev& prev = prev_[{session, model->id()}];
-    // As moepool-sim: learn layer-1 -> layer transitions of this session, then guess layer+1.
-    if (layer > 0 && prev.layer + 1 == layer)
-      predictor_.learn(model->id(), layer - 1, prev.experts, experts);
-    prev.layer = layer;
-    prev.experts = experts;
-    if (model->catalog.layer(layer + 1) == nullptr) return;  // the last MoE layer
-    guesses = predictor_.predict(model->id(), layer, experts, experts.size(), min_probability_);
+    // As moepool-sim: learn (layer - d) -> layer for this session's earlier layers of this
+    // step within `distance_` MoE layers, then guess layers +1 .. +distance_.
+    std::deque<Prev>& hist = prev_[{session, model->id()}];
+    if (!hist.empty() && hist.back().pos >= pos) hist.clear();  // a new step
+    for (const Prev& p : hist) {
+      const uint32_t d = static_cast<uint32_t>(pos - p.pos);
+      if (d <= distance_)
+        predictor_.learn(model->id(), layers[p.pos].layer, p.experts, experts, d);
+    }
+    hist.push_back({pos, experts});
+    if (hist.size() > distance_) hist.pop_front();
+    for (uint32_t d = 1; d <= distance_ && pos + d < layers.size(); ++d)
+      out.push_back({layers[pos + d].layer,
+                     predictor_.predict(model->id(), layer, experts, experts.size(),
+                                        min_probability_, d)});
   }
-  const MoeLayer* next = model->catalog.layer(layer + 1);
-  std::vector<uint32_t> want;
-  std::vector<double> p;
-  for (const ExpertGuess& g : guesses) {
-    if (g.expert >= next->n_experts) continue;
-    want.push_back(g.expert);
-    p.push_back(g.probability);
+  for (Guesses& gs : out) {
+    const MoeLayer* next = model->catalog.layer(gs.layer);
+    std::vector<uint32_t> want;
+    std::vector<double> p;
+    for (const ExpertGuess& g : gs.g) {
+      if (g.expert >= next->n_experts) continue;
+      want.push_back(g.expert);
+      p.push_back(g.probability);
+    }
+    if (!want.empty()) issue_(model, gs.layer, std::move(want), std::move(p));
   }
-  if (!want.empty()) issue_(model, layer + 1, std::move(want), std::move(p));
 }
 
 void Prefetcher::forget_sessions(const std::function<bool(uint64_t)>& alive) {

@@ -1,14 +1,17 @@
-// The daemon's own prefetch: after each Acquire of layer L by a session, learns which of
-// layer L's experts followed that session's layer L-1 experts (ExpertPredictor, one table
-// for all sessions) and prefetches the experts layer L+1 will likely want: up to as many
-// guesses as the request named, each with p >= min_probability, handed to `issue` with
-// their probabilities (the cache admits them through the policy). This is what
-// moepool-sim does with prefetch on (tools/sim/cache_sim.cpp), so bench/policy applies.
+// The daemon's own prefetch: after each Acquire of MoE layer L by a session, learns which
+// of layer L's experts followed that session's experts of the `distance` MoE layers
+// before it in the same step (ExpertPredictor, one table per layer and distance for all
+// sessions), and prefetches what the next `distance` MoE layers will likely want, nearest
+// first: per layer up to as many guesses as the request named, each with p >=
+// min_probability, handed to `issue` with their probabilities (the cache admits them
+// through the policy). This is what moepool-sim does with prefetch on
+// (tools/sim/cache_sim.cpp, --prefetch-distance), so bench/policy applies.
 // Thread safety: every method may be called from any thread (one internal mutex); `issue`
 // is called without it held.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,7 +29,7 @@ class Prefetcher {
   using Issue = std::function<void(const std::shared_ptr<Model>& model, uint32_t layer,
                                    std::vector<uint32_t> experts,
                                    std::vector<double> probabilities)>;
-  Prefetcher(double min_probability, Issue issue);
+  Prefetcher(double min_probability, uint32_t distance, Issue issue);
 
   // Session `session` demanded `experts` of `layer` of `model`. Experts the layer does not
   // have make the call do nothing (the Acquire fails with the reason).
@@ -37,14 +40,16 @@ class Prefetcher {
 
  private:
   struct Prev {
-    uint32_t layer = ~0u;
+    int pos = -1;  // MoE layer position (index into catalog.layers())
     std::vector<uint32_t> experts;
   };
   double min_probability_;
+  uint32_t distance_;
   Issue issue_;
   std::mutex mu_;
   ExpertPredictor predictor_;
-  std::map<std::pair<uint64_t, uint64_t>, Prev> prev_;  // by (session, model id)
+  // By (session, model id): that session's last `distance_` requests of this step.
+  std::map<std::pair<uint64_t, uint64_t>, std::deque<Prev>> prev_;
 };
 
 }  // namespace moepool

@@ -96,7 +96,7 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
   std::unique_ptr<Prefetcher> prefetcher;
   if (cfg.prefetch_predictor) {
     prefetcher = std::make_unique<Prefetcher>(
-        cfg.prefetch_min_probability,
+        cfg.prefetch_min_probability, cfg.prefetch_distance,
         [&cache](const std::shared_ptr<Model>& m, uint32_t layer, std::vector<uint32_t> experts,
                  std::vector<double> p) {
           auto r = cache.prefetch(m, layer, std::move(experts), std::move(p),

@@ -33,6 +33,7 @@ TEST_F(ConfigBudgetTest, Defaults) {
   EXPECT_TRUE(c.warmup);
   EXPECT_TRUE(c.prefetch_predictor);
   EXPECT_EQ(c.prefetch_min_probability, 0.5) << "moepool-sim's default";
+  EXPECT_EQ(c.prefetch_distance, 3u) << "moepool-sim's default";
 }
 
 TEST_F(ConfigBudgetTest, ParsesQuotasPopularityAndPrefetch) {
@@ -51,6 +52,7 @@ warmup = false
 [prefetch]
 predictor = false
 min_probability = 0.7
+distance = 2
 )");
   ASSERT_TRUE(c.ok()) << c.status().to_string();
   ASSERT_EQ(c->quotas.size(), 2u);
@@ -63,6 +65,7 @@ min_probability = 0.7
   EXPECT_FALSE(c->warmup);
   EXPECT_FALSE(c->prefetch_predictor);
   EXPECT_EQ(c->prefetch_min_probability, 0.7);
+  EXPECT_EQ(c->prefetch_distance, 2u);
   c->pool_bytes = 2ull << 30;
   EXPECT_TRUE(validate_config(&*c).ok());
   std::string d = describe_config(*c);
@@ -89,6 +92,8 @@ TEST_F(ConfigBudgetTest, BadValuesNameFileLineAndKey) {
       {"[popularity]\nsave_intervall = 3\n", "(did you mean 'save_interval'?)"},
       {"[popularity]\nwarmup = 1\n", "popularity.warmup: expected a boolean"},
       {"[prefetch]\nmin_probability = 1.5\n", ":2:19: prefetch.min_probability: 1.5 is out"},
+      {"[prefetch]\ndistance = 0\n", ":2:12: prefetch.distance: 0 is out of range 1..8"},
+      {"[prefetch]\ndistance = \"far\"\n", "prefetch.distance"},
       {"[prefetch]\npredictor = \"yes\"\n", "prefetch.predictor: expected a boolean"},
       {"[prefech]\n", "(did you mean 'prefetch'?)"},
       {"[quota.a]\nmin = \"200M\"\n[quota.b]\nmin = \"100M\"\n",

@@ -21,8 +21,8 @@ class PrefetcherTest : public ::testing::Test {
     model_ = tiny_model(dir_.file("m.gguf"), 4, 8);
     ASSERT_NE(model_, nullptr);
   }
-  Prefetcher make(double min_p) {
-    return Prefetcher(min_p, [this](const std::shared_ptr<Model>&, uint32_t layer,
+  Prefetcher make(double min_p, uint32_t distance = 1) {
+    return Prefetcher(min_p, distance, [this](const std::shared_ptr<Model>&, uint32_t layer,
                                     std::vector<uint32_t> e, std::vector<double> p) {
       issued_.push_back({layer, std::move(e), std::move(p)});
     });
@@ -51,6 +51,21 @@ TEST_F(PrefetcherTest, LearnsARepeatingRouteAndPrefetchesTheNextLayer) {
     EXPECT_EQ(issued_[l].experts, want);
     EXPECT_EQ(issued_[l].p, (std::vector<double>{1.0, 1.0}));
   }
+}
+
+TEST_F(PrefetcherTest, WithDistanceThreeEachLayerGuessesTheNextThreeNearestFirst) {
+  Prefetcher pf = make(0.5, 3);
+  const std::vector<std::vector<uint32_t>> route = {{0, 1}, {2, 3}, {4, 5}, {6, 7}};
+  step(pf, 1, route);
+  EXPECT_TRUE(issued_.empty());
+  step(pf, 1, route);
+  // Layer 0 guesses 1, 2, 3; layer 1 guesses 2, 3; layer 2 guesses 3.
+  std::vector<uint32_t> layers;
+  for (const Issued& i : issued_) {
+    layers.push_back(i.layer);
+    EXPECT_EQ(i.experts, route[i.layer]);
+  }
+  EXPECT_EQ(layers, (std::vector<uint32_t>{1, 2, 3, 2, 3, 3}));
 }
 
 TEST_F(PrefetcherTest, GuessesBelowTheMinimumProbabilityAreNotIssued) {
