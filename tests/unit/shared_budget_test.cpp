@@ -201,3 +201,27 @@ TEST_F(SharedBudgetTest, SegmentsMoveToTheClassWhoseMissesTheyWouldHaveSaved) {
 
 }  // namespace
 }  // namespace moepool
+
+namespace moepool {
+namespace {
+
+TEST_F(SharedBudgetTest, PrefetchStopsAtTheCapOnPrefetchBytesStillLoading) {
+  start(4 << 20);
+  auto m = open(write_model("capped", 1, 64, {256}));
+  cache_->add_session(1);
+  const uint64_t stride = m->layouts[0].stride;
+  cache_->set_prefetch_cap(3 * stride);
+  // No read can complete during the call (completions take the cache's lock), so exactly
+  // three of the eight hints start although the pool has room for all of them.
+  auto started = cache_->prefetch(m, 0, {0, 1, 2, 3, 4, 5, 6, 7});
+  ASSERT_TRUE(started.ok()) << started.status().to_string();
+  EXPECT_EQ(*started, 3u);
+  // Bad probabilities are refused whole.
+  auto bad = cache_->prefetch(m, 0, {10, 11}, {0.5});
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  bad = cache_->prefetch(m, 0, {10}, {1.5});
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace moepool
