@@ -123,15 +123,16 @@ bool AdaptivePolicy::resample() {
   std::unordered_map<uint64_t, std::vector<std::pair<uint32_t, uint32_t>>> by_model;
   for (uint32_t li = 0; li < layers_.size(); ++li)
     by_model[layers_[li].model].push_back({layers_[li].number, li});
+  // One fraction for every model, so models share the shadows in the proportions they
+  // share the cache: enough that each has shadow_min_layers (or all of its layers).
+  double fraction = std::min(1.0, opt_.shadow_fraction);
+  for (const auto& [model, ls] : by_model)
+    fraction = std::max(fraction, std::min(1.0, double(opt_.shadow_min_layers) / ls.size()));
   bool changed = false;
   for (auto& [model, ls] : by_model) {
     std::sort(ls.begin(), ls.end());
     const size_t total = ls.size();
-    size_t n = total;
-    if (total > opt_.shadow_min_layers)
-      n = std::max<size_t>(opt_.shadow_min_layers,
-                           static_cast<size_t>(std::ceil(opt_.shadow_fraction * total)));
-    n = std::min(n, total);
+    size_t n = std::min(total, static_cast<size_t>(std::ceil(fraction * total - 1e-9)));
     for (size_t p = 0; p < total; ++p) {
       bool in = p * n % total < n;
       Layer& l = layers_[ls[p].second];

@@ -14,8 +14,9 @@
 //     whose shadow hit most over a recent window (decayed), switching only when another
 //     leads by `switch_margin` (hysteresis). Scores of evicted keys are remembered.
 //   - Sampled shadows (as ARC's and CacheLib's sampled ghost caches): the shadows replay
-//     only an evenly spaced sample of each model's layers, with the capacity scaled to the
-//     sample's share, so they cost a fraction of a full replay per access.
+//     only an evenly spaced sample of each model's layers (one fraction for all models),
+//     with the capacity scaled to the sample's share, so they cost a fraction of a full
+//     replay per access.
 //   - Prefetches enter only if their expected score beats the victim's; seed() gives a
 //     key prior popularity (warm-up), capped at the score of a key used every time.
 // Thread safety: not thread-safe (see policy.h).
@@ -37,8 +38,8 @@ struct AdaptivePolicyOptions {
   double window_per_slot = 8;   // shadow hit counts halve every this x capacity accesses
   double switch_margin = 0.01;  // relative lead a shadow needs to take over
   std::string name = "adaptive";
-  // The shadows replay this fraction of each model's layers, at least shadow_min_layers
-  // of them (all when it has fewer); 1 = every layer.
+  // The shadows replay this fraction of each model's layers (the same for all models),
+  // raised until every model has shadow_min_layers of them (or all); 1 = every layer.
   double shadow_fraction = 0.25;
   uint32_t shadow_min_layers = 16;
 };
