@@ -19,7 +19,8 @@
 //     replay per access.
 //   - Prefetches enter only if their expected score beats the victim's; seed() gives a
 //     key prior popularity (warm-up), capped at the score of a key used every time.
-// Thread safety: not thread-safe (see policy.h).
+// Thread safety: not thread-safe (see policy.h); even the const victim() refreshes a
+// cache of each layer's first key, so no two threads may call any method at once.
 #pragma once
 
 #include <array>
