@@ -257,18 +257,18 @@ Status PopularityStore::save_all() {
     std::string name;
     std::vector<PopularityEntry> entries;
   };
-  std::vector<ToWrite> todo;
+  std::vector<ToWrite> to_write;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, m] : models_) {
       // Not yet merged with its saved file: writing now would drop that history.
       if (!m.dirty || !m.loaded) continue;
       m.dirty = false;
-      todo.push_back({id, m.name, entries_of(m)});
+      to_write.push_back({id, m.name, entries_of(m)});
     }
   }
   Status first = Status::Ok();
-  for (ToWrite& w : todo) {
+  for (ToWrite& w : to_write) {
     Status st = write_atomically(dir_, path_for(w.id), encode_popularity(w.id, w.name, w.entries));
     if (st.ok()) continue;
     spdlog::warn("cannot save the popularity of model {}: {}", w.name, st.message());
