@@ -58,18 +58,21 @@ class WarmupTest : public DaemonFixture {
     ADD_FAILURE() << "warm-up never finished; state '" << last.warmup_state << "'";
     return last;
   }
+  // Opens `model` in a session of its own (closed again) and returns its id; 0 on failure.
+  uint64_t open_id(const std::string& model) {
+    auto c = connect();
+    if (!c) return 0;
+    auto m = c->open_model(model);
+    EXPECT_TRUE(m.ok()) << m.status().to_string();
+    return m.ok() ? m->id : 0;
+  }
 };
 
 TEST_F(WarmupTest, SecondRunWarmsTheHotExpertsSoTheirFirstAcquiresHit) {
   std::string model = synth("m.gguf", small_model());
   start_daemon("16M");
-  uint64_t id = 0;
-  {
-    auto c = connect();
-    auto m = c->open_model(model);
-    ASSERT_TRUE(m.ok());
-    id = m->id;
-  }
+  const uint64_t id = open_id(model);
+  ASSERT_NE(id, 0u);
   work(model, 1, "3,5,7", 10);  // hot
   work(model, 2, "0,9", 10);    // hot
   work(model, 3, "11", 1);      // lukewarm
@@ -114,13 +117,8 @@ TEST_F(WarmupTest, SecondRunWarmsTheHotExpertsSoTheirFirstAcquiresHit) {
 TEST_F(WarmupTest, MalformedStateFileIsIgnoredAndReplaced) {
   std::string model = synth("m.gguf", small_model());
   start_daemon("16M");
-  uint64_t id = 0;
-  {
-    auto c = connect();
-    auto m = c->open_model(model);
-    ASSERT_TRUE(m.ok());
-    id = m->id;
-  }
+  const uint64_t id = open_id(model);
+  ASSERT_NE(id, 0u);
   stop_daemon();
   fs::create_directories(dir_ / "state");
   std::ofstream(state_file(id)) << "moepool-popularity 1\nmodel " << hex16(id)
