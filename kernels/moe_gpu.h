@@ -1,0 +1,112 @@
+// The routed MoE FFN on a Vulkan device, reading each expert's weights in place from the
+// buffers they live in (imported pool segments, VRAM pool segments or a test's buffers),
+// addressed by a table of (segment, byte offset) per projection: weights are never copied.
+// decode(): a few tokens, two dispatches (gate+up with SiLU, then down accumulated with the
+// router weights). prefill(): many tokens grouped by expert (group_by_expert) in tiles of
+// 32/64/128 routed pairs; each tile reads its expert's weights once for all its tokens.
+// Result: out[t] = sum_k weights[t][k] * down_e(silu(gate_e . x[t]) * (up_e . x[t])),
+// e = ids[t][k], as moe_ffn_reference computes it (F32 accumulation; the tests bound NMSE).
+// Thread safety: one MoeGpu per Device; one thread at a time (it owns a command pool).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "common/ggml_types.h"
+#include "kernels/vk_device.h"
+#include "moepool/status.h"
+
+namespace moepool::kernels {
+
+// Where one projection's bytes start: a byte offset inside the buffer bound as `segment`.
+struct ProjLocation {
+  uint32_t segment = 0;
+  uint64_t offset = 0;
+};
+
+// One expert's three projections, row-major ggml rows as in GGUF: gate and up are
+// [n_ff rows][n_embd cols] of gate_up_type, down is [n_embd rows][n_ff cols] of down_type.
+struct ExpertLocation {
+  ProjLocation gate, up, down;
+};
+
+// The layer's shape. Types: Q4_K, Q8_0 or F16 (gate and up share one type). Rows are whole
+// blocks: n_embd (the columns of gate/up) and n_ff (the columns of down) must be multiples
+// of 256 for a Q4_K projection and of 32 otherwise (so both are always multiples of 32).
+struct MoeGpuShape {
+  uint32_t n_embd = 0;
+  uint32_t n_ff = 0;
+  uint32_t top_k = 0;
+  GgmlType gate_up_type = GgmlType::Q4_K;
+  GgmlType down_type = GgmlType::Q4_K;
+};
+
+// Launch parameters, fed to the kernels as specialization constants (no recompile):
+// the bench tunes them on the target GPU. 0 = the default for the device.
+struct MoeGpuTuning {
+  uint32_t decode_workgroup = 0;     // threads per decode workgroup (default 128)
+  uint32_t decode_rows = 0;          // rows per decode workgroup (default workgroup/subgroup)
+  uint32_t prefill_rows = 0;         // weight rows per prefill workgroup: 32 or 64 (default 64)
+};
+
+// Decode takes at most this many tokens per call (the kernel keeps a sum per token).
+inline constexpr uint32_t kMaxDecodeTokens = 8;
+// The prefill tiles: routed (token, k) pairs per expert tile.
+inline constexpr uint32_t kPrefillTiles[] = {32, 64, 128};
+
+class MoeGpu {
+ public:
+  // Loads nothing yet: pipelines are built on first use and cached. kUnavailable when the
+  // device lacks subgroup arithmetic in compute shaders.
+  static Result<std::unique_ptr<MoeGpu>> create(const vk::Device& device);
+  ~MoeGpu();
+  MoeGpu(const MoeGpu&) = delete;
+  MoeGpu& operator=(const MoeGpu&) = delete;
+
+  // The most segments one bind_segments() call may bind (from the device's descriptor limits).
+  uint32_t max_segments() const;
+
+  // Binds the buffers experts live in: ProjLocation::segment indexes `buffers`. Each buffer
+  // must have been created with VK_BUFFER_USAGE_STORAGE_BUFFER_BIT and hold at least
+  // bytes[i] <= maxStorageBufferRange bytes; the caller keeps them alive until the next
+  // bind_segments() or the MoeGpu's destruction.
+  Status bind_segments(std::span<const VkBuffer> buffers, std::span<const uint64_t> bytes);
+
+  // Sets the launch parameters of later calls (pipelines are rebuilt as needed).
+  Status set_tuning(const MoeGpuTuning& tuning);
+
+  // decode: x and out are [n_tokens][n_embd] F32 (n_tokens 1..kMaxDecodeTokens; out is
+  // overwritten), ids and weights are [n_tokens][top_k]; experts is indexed by expert id.
+  // Validates everything first (ids, segments, offsets, alignment: Q4_K projections start
+  // 4-byte aligned, Q8_0/F16 2-byte aligned; shapes) and names the bad field.
+  Status decode(const MoeGpuShape& shape, std::span<const ExpertLocation> experts,
+                std::span<const float> x, std::span<const uint32_t> ids,
+                std::span<const float> weights, std::span<float> out);
+
+  // prefill: as decode, any number of tokens, routed pairs grouped by expert in tiles of
+  // `tile` pairs (32, 64 or 128); the per-token sum over k runs in k order (deterministic).
+  Status prefill(const MoeGpuShape& shape, std::span<const ExpertLocation> experts,
+                 std::span<const float> x, std::span<const uint32_t> ids,
+                 std::span<const float> weights, uint32_t tile, std::span<float> out);
+
+  // For the bench: uploads x/ids/weights once, then records `repeats` decodes (prefills)
+  // back to back in one command buffer, and returns the mean GPU time of one, in seconds,
+  // from timestamp queries around each. Validates as decode (prefill) does; FailedPrecondition
+  // when the queue has no timestamps. The result is left in out (of the last repeat).
+  Result<double> time_decode(const MoeGpuShape& shape, std::span<const ExpertLocation> experts,
+                             std::span<const float> x, std::span<const uint32_t> ids,
+                             std::span<const float> weights, uint32_t repeats,
+                             std::span<float> out);
+  Result<double> time_prefill(const MoeGpuShape& shape, std::span<const ExpertLocation> experts,
+                              std::span<const float> x, std::span<const uint32_t> ids,
+                              std::span<const float> weights, uint32_t tile, uint32_t repeats,
+                              std::span<float> out);
+
+ private:
+  struct Impl;
+  explicit MoeGpu(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moepool::kernels
