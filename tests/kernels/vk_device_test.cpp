@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "kernels/spirv.h"
@@ -15,6 +16,16 @@ TEST(VkDevice, OpensAndReportsWhatTheKernelsCheck) {
   auto dev = Device::open();
   if (!dev.ok()) GTEST_SKIP() << "no Vulkan device: " << dev.status().message();
   const Device& d = **dev;
+  // What the kernels run on, in the test log (CI: lavapipe).
+  std::printf("device %s | driver %s | uuid %s | subgroup %u | max allocation %llu | "
+              "max storage buffer range %u | external memory fd %d host %d (align %llu) | "
+              "transfer family %u compute family %u | timestamp period %.3f ns\n",
+              d.name().c_str(), d.driver().c_str(), uuid_string(d.uuid()).c_str(),
+              d.subgroup_size(), static_cast<unsigned long long>(d.max_allocation_bytes()),
+              d.limits().maxStorageBufferRange, d.has_external_memory_fd(),
+              d.has_external_memory_host(),
+              static_cast<unsigned long long>(d.host_import_alignment()), d.transfer_family(),
+              d.compute_family(), d.timestamp_period_ns());
   EXPECT_FALSE(d.name().empty());
   EXPECT_FALSE(d.driver().empty());
   EXPECT_GT(d.subgroup_size(), 0u);
