@@ -42,6 +42,16 @@ Status moe_ffn_reference(const MoeShape& shape, std::span<const ExpertWeights> e
                          std::span<const float> x, std::span<const uint32_t> ids,
                          std::span<const float> weights, std::span<float> out);
 
+// The same result as moe_ffn_reference (equal to within rounding: only the order in which
+// each token's top_k expert outputs are summed, in double, differs), computed the way the
+// prefill GPU kernel is: expert-major over group_by_expert's tiles of at most `tile` routed
+// (token, k) pairs; each tile dequantizes its expert's three projections once and applies
+// them to every pair of the tile; results are accumulated per token in double. Fails as
+// moe_ffn_reference does, and on tile == 0.
+Status moe_prefill_reference(const MoeShape& shape, std::span<const ExpertWeights> experts,
+                             std::span<const float> x, std::span<const uint32_t> ids,
+                             std::span<const float> weights, uint32_t tile, std::span<float> out);
+
 // Returns SiLU(v) = v / (1 + exp(-v)).
 double silu(double v);
 

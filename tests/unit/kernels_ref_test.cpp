@@ -1,6 +1,7 @@
 // The kernels' CPU reference: dequantization of Q4_K, Q8_0 and F16 against hand-built
 // blocks (and, where the prebuilt ggml is linked, bit for bit against ggml's to_float),
-// and the routed MoE FFN against an independent naive computation.
+// the routed MoE FFN against an independent naive computation, the expert-major grouping
+// of a batch, and the expert-major prefill reference against the token-major one.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "kernels/dequant.h"
+#include "kernels/expert_groups.h"
 #include "kernels/moe_reference.h"
 
 #ifdef MOEPOOL_HAVE_GGML
@@ -441,6 +443,164 @@ TEST(KernelsMoeReference, RefusesBadInput) {
 
   std::vector<float> short_out(31);
   EXPECT_FALSE(moe_ffn_reference({32, 32, 1}, one, x, std::vector<uint32_t>{0}, w, short_out).ok());
+}
+
+// ---- Expert-major grouping ----
+
+TEST(KernelsExpertGroups, SortsByExpertThenTokenHandBuilt) {
+  // 3 tokens, top_k 2, 4 experts: token 0 -> {2, 0}, token 1 -> {0, 2}, token 2 -> {1, 2}.
+  const std::vector<uint32_t> ids = {2, 0, 0, 2, 1, 2};
+  Result<ExpertGroups> g = group_by_expert(ids, 2, 4, 2);
+  ASSERT_TRUE(g.ok()) << g.status().to_string();
+  EXPECT_EQ(g->expert_first, (std::vector<uint32_t>{0, 2, 3, 6, 6}));
+  const std::vector<std::pair<uint32_t, uint32_t>> want = {{0, 1}, {1, 0}, {2, 0},
+                                                           {0, 0}, {1, 1}, {2, 1}};
+  ASSERT_EQ(g->pairs.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(g->pairs[i].token, want[i].first) << i;
+    EXPECT_EQ(g->pairs[i].k, want[i].second) << i;
+  }
+  // Expert 0: one tile of 2; expert 1: one of 1; expert 2: 2 + 1; expert 3: none.
+  ASSERT_EQ(g->tiles.size(), 4u);
+  const uint32_t tiles[4][3] = {{0, 0, 2}, {1, 2, 1}, {2, 3, 2}, {2, 5, 1}};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(g->tiles[i].expert, tiles[i][0]) << i;
+    EXPECT_EQ(g->tiles[i].first_pair, tiles[i][1]) << i;
+    EXPECT_EQ(g->tiles[i].n_pairs, tiles[i][2]) << i;
+  }
+}
+
+TEST(KernelsExpertGroups, CoversEveryPairOnceInTiles) {
+  std::mt19937 rng(77);
+  const uint32_t n_tokens = 300, top_k = 4, n_experts = 16;
+  std::vector<uint32_t> ids(n_tokens * top_k);
+  for (uint32_t t = 0; t < n_tokens; ++t) {
+    ids[t * top_k] = 3;  // every token on expert 3: 300 pairs, more than any tile
+    for (uint32_t k = 1; k < top_k; ++k) ids[t * top_k + k] = 4 + rng() % (n_experts - 4);
+  }
+  for (uint32_t tile : {1u, 32u, 64u, 128u, 1000u}) {
+    Result<ExpertGroups> g = group_by_expert(ids, top_k, n_experts, tile);
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    ASSERT_EQ(g->pairs.size(), ids.size());
+    ASSERT_EQ(g->expert_first.size(), n_experts + 1);
+    EXPECT_EQ(g->expert_first[3 + 1] - g->expert_first[3], n_tokens);
+    std::vector<int> seen(ids.size(), 0);
+    uint32_t next_pair = 0, prev_expert = 0;
+    for (const ExpertTile& t : g->tiles) {
+      EXPECT_GE(t.n_pairs, 1u);
+      EXPECT_LE(t.n_pairs, tile);
+      EXPECT_EQ(t.first_pair, next_pair) << "tiles are contiguous, in expert order";
+      EXPECT_GE(t.expert, prev_expert);
+      EXPECT_GE(t.first_pair, g->expert_first[t.expert]);
+      EXPECT_LE(t.first_pair + t.n_pairs, g->expert_first[t.expert + 1]);
+      for (uint32_t p = t.first_pair; p < t.first_pair + t.n_pairs; ++p) {
+        const RoutedPair rp = g->pairs[p];
+        ASSERT_EQ(ids[rp.token * top_k + rp.k], t.expert) << "pair " << p;
+        ++seen[rp.token * top_k + rp.k];
+        if (p > g->expert_first[t.expert]) {  // sorted by token, then k, within an expert
+          const RoutedPair prev = g->pairs[p - 1];
+          EXPECT_TRUE(prev.token < rp.token || (prev.token == rp.token && prev.k < rp.k));
+        }
+      }
+      next_pair = t.first_pair + t.n_pairs;
+      prev_expert = t.expert;
+    }
+    EXPECT_EQ(next_pair, ids.size());
+    for (size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], 1) << "pair " << i;
+    const size_t expert3_tiles = (n_tokens + tile - 1) / tile;
+    size_t n3 = 0;
+    for (const ExpertTile& t : g->tiles) n3 += t.expert == 3;
+    EXPECT_EQ(n3, expert3_tiles) << "tile " << tile;
+  }
+}
+
+TEST(KernelsExpertGroups, RefusesBadInput) {
+  const std::vector<uint32_t> ids = {0, 1, 2, 7};
+  Result<ExpertGroups> g = group_by_expert(ids, 2, 4, 8);
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().code(), Code::kInvalidArgument);
+  const std::string& m = g.status().message();
+  EXPECT_NE(m.find("token 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("k 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("7"), std::string::npos) << m;
+  EXPECT_EQ(group_by_expert(ids, 2, 8, 0).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(group_by_expert(ids, 3, 8, 4).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(group_by_expert(ids, 0, 8, 4).status().code(), Code::kInvalidArgument);
+  // No tokens at all is a valid, empty batch.
+  Result<ExpertGroups> empty = group_by_expert({}, 2, 3, 4);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->pairs.empty() && empty->tiles.empty());
+  EXPECT_EQ(empty->expert_first, (std::vector<uint32_t>{0, 0, 0, 0}));
+}
+
+// ---- Expert-major prefill reference ----
+
+TEST(KernelsMoePrefill, MatchesTokenMajorReference) {
+  // 160 tokens, top_k 3, 6 experts; every token's k = 1 goes to expert 2 (160 pairs > 128),
+  // the others spread; mixed weight types; odd router weights.
+  const uint32_t embd = 256, ff = 256, top_k = 3, n_experts = 6, n_tokens = 160;
+  std::mt19937 rng(2024);
+  std::vector<TestExpert> ex;
+  std::vector<ExpertWeights> weights;
+  const GgmlType types[3] = {GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::F16};
+  for (uint32_t e = 0; e < n_experts; ++e) {
+    ex.push_back({make_matrix(types[e % 3], ff, embd, rng),
+                  make_matrix(GgmlType::Q4_K, ff, embd, rng),
+                  make_matrix(types[(e + 1) % 3], embd, ff, rng)});
+  }
+  for (const auto& e : ex) {
+    weights.push_back({{e.gate.type, e.gate.bytes.data()},
+                       {e.up.type, e.up.bytes.data()},
+                       {e.down.type, e.down.bytes.data()}});
+  }
+  std::uniform_real_distribution<float> xd(-2.0f, 2.0f);
+  std::vector<float> x(size_t{n_tokens} * embd), w(size_t{n_tokens} * top_k);
+  std::vector<uint32_t> ids(size_t{n_tokens} * top_k);
+  for (auto& v : x) v = xd(rng);
+  const float odd[] = {0.7f, -0.25f, 0.0f, 1e-5f, 2.5f};
+  for (uint32_t t = 0; t < n_tokens; ++t) {
+    ids[t * top_k] = (t * 7) % 2;           // experts 0-1
+    ids[t * top_k + 1] = 2;                 // expert 2: every token
+    ids[t * top_k + 2] = 3 + (t * 5) % 3;   // experts 3-5
+    for (uint32_t k = 0; k < top_k; ++k) w[t * top_k + k] = odd[(t + 2 * k) % 5];
+  }
+  const MoeShape shape{embd, ff, top_k};
+  std::vector<float> want(x.size());
+  ASSERT_TRUE(moe_ffn_reference(shape, weights, x, ids, w, want).ok());
+  double max_abs = 0;
+  for (float v : want) max_abs = std::max(max_abs, double{std::fabs(v)});
+  ASSERT_GT(max_abs, 0.0);
+  for (uint32_t tile : {32u, 64u, 128u}) {
+    std::vector<float> got(x.size(), -5.0f);
+    const Status st = moe_prefill_reference(shape, weights, x, ids, w, tile, got);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    // Both sum the same double terms per token, in a different order, then round to float:
+    // at most about one float ulp apart.
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_NEAR(got[i], want[i], 1.2e-7 * std::fabs(want[i]) + 1e-12 * max_abs)
+          << "tile " << tile << " element " << i;
+    }
+  }
+}
+
+TEST(KernelsMoePrefill, RefusesBadInput) {
+  std::vector<uint8_t> bytes(32 * 32 * 2);
+  const std::vector<ExpertWeights> one = {{{GgmlType::F16, bytes.data()},
+                                           {GgmlType::F16, bytes.data()},
+                                           {GgmlType::F16, bytes.data()}}};
+  std::vector<float> x(32, 1.0f), out(32);
+  const std::vector<float> w = {1.0f};
+  Status st = moe_prefill_reference({32, 32, 1}, one, x, std::vector<uint32_t>{0}, w, 0, out);
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_NE(st.message().find("tile"), std::string::npos) << st.message();
+  st = moe_prefill_reference({32, 32, 1}, one, x, std::vector<uint32_t>{1}, w, 8, out);
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_NE(st.message().find("ids[0]"), std::string::npos) << st.message();
+  std::vector<ExpertWeights> q6 = one;
+  q6[0].up.type = GgmlType::Q6_K;
+  st = moe_prefill_reference({32, 32, 1}, q6, x, std::vector<uint32_t>{0}, w, 8, out);
+  EXPECT_NE(st.message().find("up"), std::string::npos) << st.message();
+  EXPECT_TRUE(moe_prefill_reference({32, 32, 1}, one, x, std::vector<uint32_t>{0}, w, 8, out).ok());
 }
 
 }  // namespace
