@@ -1,0 +1,151 @@
+// The worker side of a GPU pool: imports moepool's pool segments into the worker's own
+// Vulkan device as storage buffers the kernels read experts from in place (no copy).
+//   - host segments (the client's read-only mapping at pool_base() + i * segment_bytes)
+//     through VK_EXT_external_memory_host;
+//   - VRAM segments (exported VkDeviceMemory, OPAQUE_FD over the daemon's fd side channel)
+//     through VK_KHR_external_memory_fd, only from the same physical device (deviceUUID).
+// Lifetimes: an import must be destroyed before the Device it was made on, after every
+// command that reads it completed, and (host imports) before the memory it points at is
+// unmapped, i.e. before the moepool::Client whose mapping it imports.
+// Thread safety: the free functions may be called from any thread; an ImportedSegment or
+// ImportedPool is used by one thread at a time (its accessors are immutable after creation).
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "kernels/moe_gpu.h"
+#include "kernels/vk_device.h"
+#include "moepool/status.h"
+
+namespace moepool {
+struct Lease;
+}
+
+namespace moepool::vk {
+
+// Usage of every imported segment's VkBuffer: a storage buffer the kernels bind, and a
+// transfer source (tests and tools copy bytes out of it).
+inline constexpr VkBufferUsageFlags kImportedBufferUsage =
+    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT;
+
+// One imported segment: a VkBuffer over the whole segment bound to imported memory.
+// Move-only; destroys the buffer, then frees the memory (for an fd import that closes the
+// driver's fd; for a host import the host memory itself is untouched).
+class ImportedSegment {
+ public:
+  ImportedSegment() = default;
+  ImportedSegment(ImportedSegment&& o) noexcept { *this = std::move(o); }
+  ImportedSegment& operator=(ImportedSegment&& o) noexcept;
+  ImportedSegment(const ImportedSegment&) = delete;
+  ImportedSegment& operator=(const ImportedSegment&) = delete;
+  ~ImportedSegment() { reset(); }
+
+  VkBuffer buffer() const { return buffer_; }
+  VkDeviceMemory memory() const { return memory_; }
+  uint64_t bytes() const { return bytes_; }
+  uint32_t memory_type() const { return memory_type_; }
+
+ private:
+  friend Result<ImportedSegment> import_host_segment(const Device&, const void*, uint64_t,
+                                                     uint32_t);
+  friend Result<ImportedSegment> import_fd_segment(const Device&, int, uint64_t, const DeviceUuid&,
+                                                   uint32_t);
+  void reset();
+
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkBuffer buffer_ = VK_NULL_HANDLE;
+  VkDeviceMemory memory_ = VK_NULL_HANDLE;
+  uint64_t bytes_ = 0;
+  uint32_t memory_type_ = 0;
+};
+
+// Imports `bytes` of host memory at `data` (segment `index`, named in errors) through
+// VK_EXT_external_memory_host. `data` and `bytes` must be non-zero multiples of the
+// device's minImportedHostPointerAlignment: checked here (lavapipe does not), refused with
+// kInvalidArgument naming the segment, the address, the size and the alignment. The memory
+// may be mapped read-only (the kernels only read it); a driver that refuses to import it
+// gets an error saying so. kFailedPrecondition without the extension. The memory must stay
+// mapped until the returned segment is destroyed.
+Result<ImportedSegment> import_host_segment(const Device& device, const void* data, uint64_t bytes,
+                                            uint32_t index);
+
+// Imports one VRAM segment, an OPAQUE_FD export of `bytes` of device memory made by the
+// daemon on the physical device `exporter` (the deviceUUID the daemon reported), through
+// VK_KHR_external_memory_fd. Refuses a segment of another physical device with
+// kFailedPrecondition naming both UUIDs, before touching the fd's memory.
+// Ownership of `fd`: always consumed. On success the Vulkan driver owns it (and closes it
+// when the segment's memory is freed); on every failure this function closes it. The
+// caller passes its own descriptor (e.g. a dup of the one the client received) and never
+// uses or closes it afterwards.
+// The memory type is the first DEVICE_LOCAL type allowed for an OPAQUE_FD storage buffer
+// (opaque_fd_memory_type), which must be the type the exporter allocated from.
+Result<ImportedSegment> import_fd_segment(const Device& device, int fd, uint64_t bytes,
+                                          const DeviceUuid& exporter, uint32_t index);
+
+// The memory type an OPAQUE_FD-exportable storage buffer of `bytes` lives in on `device`:
+// the first DEVICE_LOCAL type its memory requirements allow. Exporter and importer both
+// use this rule (OPAQUE_FD imports must name the exporter's memory type).
+Result<uint32_t> opaque_fd_memory_type(const Device& device, uint64_t bytes);
+
+// Parses "6d657361-3232-..." or 32 hex digits (any case) into a UUID; kInvalidArgument
+// naming the text otherwise. The daemon may report either form.
+Result<DeviceUuid> parse_uuid(std::string_view text);
+
+// Locates a lease's projections in a pool of `segment_bytes` segments, as the table MoeGpu
+// reads: slot k of stride s starts at pool offset k * s, i.e. in segment
+// (k * s) / segment_bytes at offset (k * s) % segment_bytes; each projection adds its
+// offset_in_slot. Works for leases of VRAM pools, whose data pointers are null. A fused
+// gate_up projection gives gate its first half (the first n_ff rows) and up its second.
+// kInvalidArgument naming the expert when the lease lacks down or gate+up (or gate_up), or
+// a projection lies past the pool (`segment_count`; 0 skips that check) or crosses its
+// segment's end.
+Result<kernels::ExpertLocation> lease_location(const Lease& lease, uint64_t segment_bytes,
+                                               uint32_t segment_count = 0);
+
+// Every segment of one worker pool imported into one Device, in pool order. Destroying it
+// destroys every buffer and frees every import (see ImportedSegment), and must happen
+// before the Device and (host pools) the Client are destroyed.
+class ImportedPool {
+ public:
+  // Imports a host pool mapped at `base`: segment i is [base + i * segment_bytes,
+  // + segment_bytes). Fails as import_host_segment does, naming the first bad segment.
+  static Result<std::unique_ptr<ImportedPool>> import_host(const Device& device,
+                                                           const uint8_t* base,
+                                                           uint64_t segment_bytes,
+                                                           uint32_t segment_count);
+  // Imports a VRAM pool from one fd per segment (in pool order; every fd is consumed as
+  // import_fd_segment says, including those after a failing one). Refuses the whole pool
+  // if `exporter` is not this device's UUID.
+  static Result<std::unique_ptr<ImportedPool>> import_fds(const Device& device,
+                                                          std::vector<int> fds,
+                                                          uint64_t segment_bytes,
+                                                          const DeviceUuid& exporter);
+
+  uint32_t segment_count() const { return static_cast<uint32_t>(segments_.size()); }
+  uint64_t segment_bytes() const { return segment_bytes_; }
+  const ImportedSegment& segment(uint32_t i) const { return segments_[i]; }
+  // One VkBuffer per segment and their sizes, in pool order (what MoeGpu binds).
+  std::span<const VkBuffer> buffers() const { return buffers_; }
+  std::span<const uint64_t> bytes() const { return bytes_; }
+  // lease_location() in this pool.
+  Result<kernels::ExpertLocation> locate(const Lease& lease) const {
+    return lease_location(lease, segment_bytes_, segment_count());
+  }
+
+ private:
+  ImportedPool() = default;
+  void add(ImportedSegment s);
+
+  uint64_t segment_bytes_ = 0;
+  std::vector<ImportedSegment> segments_;
+  std::vector<VkBuffer> buffers_;
+  std::vector<uint64_t> bytes_;
+};
+
+}  // namespace moepool::vk
