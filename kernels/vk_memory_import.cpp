@@ -44,13 +44,14 @@ struct BufferGuard {
 };
 
 Status create_external_buffer(const Device& d, uint64_t bytes,
-                              VkExternalMemoryHandleTypeFlagBits type, BufferGuard* out) {
+                              VkExternalMemoryHandleTypeFlagBits type, VkBufferUsageFlags usage,
+                              BufferGuard* out) {
   VkExternalMemoryBufferCreateInfo ext{VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO};
   ext.handleTypes = type;
   VkBufferCreateInfo bci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   bci.pNext = &ext;
   bci.size = bytes;
-  bci.usage = kImportedBufferUsage;
+  bci.usage = usage;
   bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   out->device = d.device();
   VkResult r = vkCreateBuffer(d.device(), &bci, nullptr, &out->buffer);
@@ -61,19 +62,10 @@ Status create_external_buffer(const Device& d, uint64_t bytes,
   return Status::Ok();
 }
 
-struct Requirements {
-  VkMemoryRequirements reqs{};
-  bool dedicated = false;  // the driver requires a dedicated allocation for this buffer
-};
-
-Requirements requirements(const Device& d, VkBuffer buffer) {
-  VkMemoryDedicatedRequirements ded{VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS};
-  VkMemoryRequirements2 r2{VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2};
-  r2.pNext = &ded;
-  VkBufferMemoryRequirementsInfo2 info{VK_STRUCTURE_TYPE_BUFFER_MEMORY_REQUIREMENTS_INFO_2};
-  info.buffer = buffer;
-  vkGetBufferMemoryRequirements2(d.device(), &info, &r2);
-  return {r2.memoryRequirements, ded.requiresDedicatedAllocation == VK_TRUE};
+VkMemoryRequirements requirements(const Device& d, VkBuffer buffer) {
+  VkMemoryRequirements req;
+  vkGetBufferMemoryRequirements(d.device(), buffer, &req);
+  return req;
 }
 
 }  // namespace
@@ -124,19 +116,19 @@ Result<ImportedSegment> import_host_segment(const Device& d, const void* data, u
         r);
 
   BufferGuard buf;
-  MOEPOOL_RETURN_IF_ERROR(create_external_buffer(
-      d, bytes, VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT, &buf));
-  Requirements req = requirements(d, buf.buffer);
-  if (req.reqs.size > bytes)
+  MOEPOOL_RETURN_IF_ERROR(
+      create_external_buffer(d, bytes, VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
+                             kImportedBufferUsage, &buf));
+  VkMemoryRequirements req = requirements(d, buf.buffer);
+  if (req.size > bytes)
     return Internal("cannot import " + what + ": a buffer over it needs " +
-                    std::to_string(req.reqs.size) + " bytes of memory, more than its " +
+                    std::to_string(req.size) + " bytes of memory, more than its " +
                     std::to_string(bytes));
-  uint32_t bits = props.memoryTypeBits & req.reqs.memoryTypeBits;
+  uint32_t bits = props.memoryTypeBits & req.memoryTypeBits;
   if (bits == 0)
     return FailedPrecondition("cannot import " + what + ": no memory type of " + d.name() +
                               " both holds its host pointer (types " + hex(props.memoryTypeBits) +
-                              ") and backs a storage buffer (" + hex(req.reqs.memoryTypeBits) +
-                              ")");
+                              ") and backs a storage buffer (" + hex(req.memoryTypeBits) + ")");
   auto type = d.find_memory_type(bits, 0);
   if (!type.ok()) return type.status();
 
@@ -168,10 +160,10 @@ Result<ImportedSegment> import_host_segment(const Device& d, const void* data, u
 
 Result<uint32_t> opaque_fd_memory_type(const Device& d, uint64_t bytes) {
   BufferGuard buf;
-  MOEPOOL_RETURN_IF_ERROR(
-      create_external_buffer(d, bytes, VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT, &buf));
-  Requirements req = requirements(d, buf.buffer);
-  return d.find_memory_type(req.reqs.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+  MOEPOOL_RETURN_IF_ERROR(create_external_buffer(
+      d, bytes, VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT, kVramSegmentUsage, &buf));
+  VkMemoryRequirements req = requirements(d, buf.buffer);
+  return d.find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
 }
 
 Result<ImportedSegment> import_fd_segment(const Device& d, int fd, uint64_t bytes,
@@ -191,10 +183,10 @@ Result<ImportedSegment> import_fd_segment(const Device& d, int fd, uint64_t byte
   if (bytes == 0) return InvalidArgument("cannot import " + what + ": 0 bytes");
 
   BufferGuard buf;
-  MOEPOOL_RETURN_IF_ERROR(
-      create_external_buffer(d, bytes, VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT, &buf));
-  Requirements req = requirements(d, buf.buffer);
-  auto type = d.find_memory_type(req.reqs.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+  MOEPOOL_RETURN_IF_ERROR(create_external_buffer(
+      d, bytes, VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT, kVramSegmentUsage, &buf));
+  VkMemoryRequirements req = requirements(d, buf.buffer);
+  auto type = d.find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
   if (!type.ok())
     return FailedPrecondition("cannot import " + what + ": " + type.status().message());
 
@@ -203,10 +195,10 @@ Result<ImportedSegment> import_fd_segment(const Device& d, int fd, uint64_t byte
   VkImportMemoryFdInfoKHR imp{VK_STRUCTURE_TYPE_IMPORT_MEMORY_FD_INFO_KHR};
   imp.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT;
   imp.fd = fd;
-  if (req.dedicated) imp.pNext = &ded;
+  imp.pNext = &ded;  // the daemon's export is dedicated to an identical buffer
   VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
   ai.pNext = &imp;
-  ai.allocationSize = bytes;
+  ai.allocationSize = req.size;  // what the exporter allocated for the same buffer
   ai.memoryTypeIndex = *type;
   ImportedSegment seg;
   seg.device_ = d.device();

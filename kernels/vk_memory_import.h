@@ -29,10 +29,16 @@ struct Lease;
 
 namespace moepool::vk {
 
-// Usage of every imported segment's VkBuffer: a storage buffer the kernels bind, and a
-// transfer source (tests and tools copy bytes out of it).
+// Usage of the VkBuffer over an imported host segment: a storage buffer the kernels bind,
+// and a transfer source (tests and tools copy bytes out of it).
 inline constexpr VkBufferUsageFlags kImportedBufferUsage =
     VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT;
+// Usage of the VkBuffer over an imported VRAM segment. The export is a dedicated
+// allocation, so the importing buffer must be created exactly as the daemon's was: this
+// must equal daemon/vk_pool_memory.h's kSegmentBufferUsage.
+inline constexpr VkBufferUsageFlags kVramSegmentUsage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
+                                                        VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                                        VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 
 // One imported segment: a VkBuffer over the whole segment bound to imported memory.
 // Move-only; destroys the buffer, then frees the memory (for an fd import that closes the
@@ -83,14 +89,17 @@ Result<ImportedSegment> import_host_segment(const Device& device, const void* da
 // when the segment's memory is freed); on every failure this function closes it. The
 // caller passes its own descriptor (e.g. a dup of the one the client received) and never
 // uses or closes it afterwards.
-// The memory type is the first DEVICE_LOCAL type allowed for an OPAQUE_FD storage buffer
-// (opaque_fd_memory_type), which must be the type the exporter allocated from.
+// The import mirrors the daemon's export (daemon/vk_pool_memory.cpp): a buffer of `bytes`
+// with kVramSegmentUsage and VkExternalMemoryBufferCreateInfo(OPAQUE_FD), memory of that
+// buffer's required size in the first DEVICE_LOCAL type it allows (opaque_fd_memory_type),
+// allocated dedicated to the buffer (VkMemoryDedicatedAllocateInfo).
 Result<ImportedSegment> import_fd_segment(const Device& device, int fd, uint64_t bytes,
                                           const DeviceUuid& exporter, uint32_t index);
 
-// The memory type an OPAQUE_FD-exportable storage buffer of `bytes` lives in on `device`:
-// the first DEVICE_LOCAL type its memory requirements allow. Exporter and importer both
-// use this rule (OPAQUE_FD imports must name the exporter's memory type).
+// The memory type a VRAM segment of `bytes` (an OPAQUE_FD-exportable buffer with
+// kVramSegmentUsage) lives in on `device`: the first DEVICE_LOCAL type its memory
+// requirements allow. Exporter and importer both use this rule (an OPAQUE_FD import must
+// name the exporter's memory type and size).
 Result<uint32_t> opaque_fd_memory_type(const Device& device, uint64_t bytes);
 
 // Parses "6d657361-3232-..." or 32 hex digits (any case) into a UUID; kInvalidArgument

@@ -165,7 +165,8 @@ TEST(VkMemoryImport, MisalignedHostPointerOrSizeIsRefusedByName) {
 }
 
 // Device memory exported as OPAQUE_FD by this process, filled with a pattern through a
-// staging copy: what the daemon's VRAM backend makes.
+// staging copy: what the daemon's VRAM backend makes (daemon/vk_pool_memory.cpp: a buffer
+// with kVramSegmentUsage, a dedicated allocation in opaque_fd_memory_type()).
 class ExportedMemory {
  public:
   ExportedMemory(const Device& d) : d_(d) {}
@@ -179,16 +180,21 @@ class ExportedMemory {
     VkBufferCreateInfo bci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
     bci.pNext = &ext;
     bci.size = bytes;
-    bci.usage = VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+    bci.usage = kVramSegmentUsage;
     VkResult r = vkCreateBuffer(d_.device(), &bci, nullptr, &buffer_);
     if (r != VK_SUCCESS) return vk_error("vkCreateBuffer", r);
     auto type = opaque_fd_memory_type(d_, bytes);
     if (!type.ok()) return type.status();
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(d_.device(), buffer_, &req);
+    VkMemoryDedicatedAllocateInfo ded{VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO};
+    ded.buffer = buffer_;
     VkExportMemoryAllocateInfo exp{VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO};
+    exp.pNext = &ded;
     exp.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT;
     VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
     ai.pNext = &exp;
-    ai.allocationSize = bytes;
+    ai.allocationSize = req.size;
     ai.memoryTypeIndex = *type;
     r = vkAllocateMemory(d_.device(), &ai, nullptr, &memory_);
     if (r != VK_SUCCESS) return vk_error("vkAllocateMemory(export)", r);
