@@ -38,6 +38,7 @@ grpc::ServerUnaryReactor* AdminService::Status(grpc::CallbackServerContext* call
   reply->set_models(static_cast<uint32_t>(ctx_->models->list().size()));
   reply->set_locked(ctx_->pool->locked());
   reply->set_pid(static_cast<uint32_t>(getpid()));
+  reply->set_pool_backend(st.backend);
   return finish(call, grpc::Status::OK);
 }
 
@@ -121,6 +122,12 @@ grpc::ServerUnaryReactor* AdminService::Stats(grpc::CallbackServerContext* call,
     cs->set_segments_out(v.segments_out);
   }
   reply->set_segment_moves(ctx_->cache->segment_moves());
+  reply->set_pool_backend(st.backend);
+  reply->set_upload_bytes(st.upload.bytes);
+  reply->set_upload_busy_ns(st.upload.busy_ns);
+  reply->set_upload_copies(st.upload.copies);
+  reply->set_upload_batches(st.upload.batches);
+  reply->set_staging_waits(st.upload.staging_waits);
   return finish(call, grpc::Status::OK);
 }
 

@@ -122,6 +122,29 @@ const std::vector<SectionSpec>& schema() {
               c->lock_memory = *v;
               return Status::Ok();
             }},
+           {"backend",
+            [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
+              auto v = get_choice(o, n, "pool.backend", {"host", "vulkan"});
+              if (!v.ok()) return v.status();
+              if (*v == "vulkan" && !have_vulkan_backend()) {
+                return o.error(n.source(),
+                               "pool.backend: \"vulkan\" but this moepoold was built without "
+                               "Vulkan (rebuild with -DMOEPOOL_WITH_VULKAN=ON and libvulkan-dev)");
+              }
+              c->pool_backend = *v;
+              return Status::Ok();
+            }},
+           {"vulkan_device",
+            [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
+              const auto* i = n.as_integer();
+              if (i == nullptr) return wrong_type(o, n, "pool.vulkan_device", "an integer");
+              if (i->get() < -1 || i->get() > kMaxVulkanDevice) {
+                return o.error(n.source(), "pool.vulkan_device: " + std::to_string(i->get()) +
+                                               " is out of range -1..63 (-1 = pick one)");
+              }
+              c->vulkan_device = static_cast<int32_t>(i->get());
+              return Status::Ok();
+            }},
        }},
       {"models",
        {
@@ -351,6 +374,14 @@ Result<DaemonConfig> load_config_file(const std::string& path, DaemonConfig base
   return base;
 }
 
+bool have_vulkan_backend() {
+#ifdef MOEPOOL_DAEMON_HAVE_VULKAN
+  return true;
+#else
+  return false;
+#endif
+}
+
 uint64_t effective_segment_bytes(const DaemonConfig& cfg) {
   if (cfg.segment_bytes != 0) return cfg.segment_bytes;
   uint64_t cap = std::min(cfg.pool_bytes, kAutoSegmentCapBytes) / kSegmentAlign * kSegmentAlign;
@@ -423,6 +454,16 @@ Status validate_config(DaemonConfig* cfg) {
   if (!one_of(cfg->lock_memory, {"auto", "on", "off"})) {
     return InvalidArgument("pool.lock: '" + cfg->lock_memory + "' is not one of auto|on|off");
   }
+  if (!one_of(cfg->pool_backend, {"host", "vulkan"})) {
+    return InvalidArgument("pool.backend: '" + cfg->pool_backend + "' is not one of host|vulkan");
+  }
+  if (cfg->pool_backend == "vulkan" && !have_vulkan_backend()) {
+    return InvalidArgument("pool.backend: \"vulkan\" but this moepoold was built without Vulkan");
+  }
+  if (cfg->vulkan_device < -1 || cfg->vulkan_device > kMaxVulkanDevice) {
+    return InvalidArgument("pool.vulkan_device: " + std::to_string(cfg->vulkan_device) +
+                           " is out of range -1..63");
+  }
   if (!one_of(cfg->policy_name, {"default", "lru"})) {
     return InvalidArgument("policy.name: '" + cfg->policy_name + "' is not one of default|lru");
   }
@@ -491,6 +532,8 @@ std::string describe_config(const DaemonConfig& cfg) {
       << "pool.segment_size:  "
       << (cfg.segment_bytes ? format_bytes(cfg.segment_bytes) : std::string("auto")) << "\n"
       << "pool.lock:          " << cfg.lock_memory << "\n"
+      << "pool.backend:       " << cfg.pool_backend << "\n"
+      << "pool.vulkan_device: " << cfg.vulkan_device << "\n"
       << "models.roots:       " << list(cfg.model_roots) << "\n"
       << "io.mode:            " << cfg.io_mode << "\n"
       << "io.direct:          " << (cfg.io_direct ? "true" : "false") << "\n"

@@ -19,6 +19,9 @@ inline constexpr uint64_t kDefaultPoolBytes = 256ull << 20;    // pool.size defa
 inline constexpr uint64_t kAutoSegmentCapBytes = 64ull << 20;  // segment_size 0 = min(pool, this)
 inline constexpr uint64_t kSegmentAlign = 4096;                // segment_size granularity
 inline constexpr uint32_t kMaxQueueDepth = 4096;
+inline constexpr int32_t kMaxVulkanDevice = 63;                // pool.vulkan_device upper bound
+// True when this moepoold was built with the Vulkan (VRAM) pool backend.
+bool have_vulkan_backend();
 inline constexpr uint32_t kMaxPrefetchDistance = 8;            // prefetch.distance upper bound               // io.queue_depth upper bound
 
 // One [quota."<model name>"] table of the config file.
@@ -41,6 +44,12 @@ struct DaemonConfig {
   uint64_t segment_bytes = 0;
   // pool.lock: "auto" (try mlock, log if refused), "on" (fail if refused), "off".
   std::string lock_memory = "auto";
+  // pool.backend: "host" (memfd segments, the default) or "vulkan" (exportable VRAM
+  // segments, daemon/vk_pool_memory.h; only in a moepoold built with Vulkan).
+  std::string pool_backend = "host";
+  // pool.vulkan_device: which Vulkan physical device holds a "vulkan" pool; -1 = the first
+  // discrete GPU, else integrated, else any (kernels/vk_device.h), n >= 0 = the n-th.
+  int32_t vulkan_device = -1;
   // models.roots: realpath()ed by validate_config; empty = nothing can be opened.
   std::vector<std::string> model_roots;
   // "<file>:<line>:<col>" of each root from the file, for errors; cleared by

@@ -17,7 +17,7 @@ struct ExpertCache::AcquireOp {
 namespace {
 
 // The read of projection `t` of `expert` into `region`, its bytes placed at data_at (file
-// left unset: the caller knows the model's open files).
+// left unset: the caller knows the model's open files). Used to size slot regions.
 ReadSpan span_of(const ProjTensor& t, uint32_t expert, uint8_t* region, uint64_t data_at) {
   Extent x = t.expert_extent(expert);
   return ReadSpan{nullptr, x.offset, x.bytes, region, data_at};
@@ -26,7 +26,13 @@ ReadSpan span_of(const ProjTensor& t, uint32_t expert, uint8_t* region, uint64_t
 }  // namespace
 
 ExpertCache::ExpertCache(Pool* pool, IoEngine* io, std::unique_ptr<ResidencyPolicy> policy)
-    : pool_(pool), io_(io), table_(pool->control()), policy_(std::move(policy)),
+    : ExpertCache(pool, static_cast<SlotWriter*>(nullptr), std::move(policy)) {
+  own_writer_ = std::make_unique<HostSlotWriter>(pool->base(), io);
+  writer_ = own_writer_.get();
+}
+
+ExpertCache::ExpertCache(Pool* pool, SlotWriter* writer, std::unique_ptr<ResidencyPolicy> policy)
+    : pool_(pool), writer_(writer), table_(pool->control()), policy_(std::move(policy)),
       budget_(pool->pool_bytes()) {
   if (!policy_) policy_ = std::move(make_policy("default")).value();  // a known name
   totals_.pool_bytes = pool->pool_bytes();
@@ -162,7 +168,7 @@ LeaseInfo ExpertCache::lease_locked(uint64_t slot, bool hit) const {
   return l;
 }
 
-ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
+SlotRead ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
                                            int layer_pos, uint32_t expert, ReadPriority prio) {
   const MoeLayer& layer = model->catalog.layers()[layer_pos];
   const LayerSlotLayout& layout = model->layouts[layer_pos];
@@ -182,14 +188,17 @@ ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<
   totals_.used_bytes += layout.stride;
   budget_.charge(model->id(), static_cast<int64_t>(layout.stride));
 
-  ReadRequest req;
+  // The slot's bytes are written only through the SlotWriter (host memory or VRAM).
+  SlotRead req;
   req.priority = prio;
-  uint8_t* base = pool_->slot_data(slot);
+  req.pool_offset = pool_->slot_offset(slot);
+  req.slot_bytes = layout.stride;
   for (size_t p = 0; p < layer.projections.size(); ++p) {
     const ProjTensor& t = layer.projections[p];
-    uint64_t region = layout.region_offset[p];
-    ReadSpan span = span_of(t, expert, base + region, layout.proj_offset[p] - region);
-    span.file = &model->files[t.expert_extent(expert).file_index];
+    const Extent x = t.expert_extent(expert);
+    const uint64_t region = layout.region_offset[p];
+    SlotSpan span{&model->files[x.file_index], x.offset, x.bytes, region,
+                  layout.proj_offset[p] - region};
     s.places.push_back({t.kind, layout.proj_offset[p], span.bytes});
     req.spans.push_back(span);
   }
@@ -199,7 +208,7 @@ ReadRequest ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<
 
 void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32_t layer,
                           std::vector<uint32_t> experts, AcquireDone done) {
-  std::vector<ReadRequest> reads;
+  std::vector<SlotRead> reads;
   std::unique_lock<std::mutex> lock(mu_);
   if (!session_pins_.count(session)) {
     lock.unlock();
@@ -261,7 +270,7 @@ void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32
             std::to_string(layout.stride) + "-byte slots are all pinned or loading" +
             (at_max ? "" : " (or held by models within their share)")));
         lock.unlock();
-        for (auto& r : reads) io_->submit(std::move(r));
+        for (auto& r : reads) writer_->write(std::move(r));
         cb();
         return;
       }
@@ -287,7 +296,7 @@ void ExpertCache::acquire(uint64_t session, std::shared_ptr<Model> model, uint32
   bool complete = op->pending == 0;
   if (complete) op->finished = true;
   lock.unlock();
-  for (auto& r : reads) io_->submit(std::move(r));
+  for (auto& r : reads) writer_->write(std::move(r));
   if (complete) op->done(std::move(op->leases));
 }
 
@@ -409,7 +418,7 @@ Result<uint32_t> ExpertCache::prefetch(std::shared_ptr<Model> model, uint32_t la
   for (double p : probabilities)
     if (!(p >= 0 && p <= 1))
       return InvalidArgument("prefetch probability " + std::to_string(p) + " is outside [0, 1]");
-  std::vector<ReadRequest> reads;
+  std::vector<SlotRead> reads;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto v = validate(*model, layer, experts);
@@ -431,12 +440,12 @@ Result<uint32_t> ExpertCache::prefetch(std::shared_ptr<Model> model, uint32_t la
       reads.push_back(begin_load_locked(*slot, model, v->layer_pos, e, ReadPriority::kPrefetch));
     }
   }
-  for (auto& r : reads) io_->submit(std::move(r));
+  for (auto& r : reads) writer_->write(std::move(r));
   return static_cast<uint32_t>(reads.size());
 }
 
 Result<uint32_t> ExpertCache::warm(std::shared_ptr<Model> model, std::vector<WarmItem> items) {
-  std::vector<ReadRequest> reads;
+  std::vector<SlotRead> reads;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const WarmItem& it : items) {
@@ -466,7 +475,7 @@ Result<uint32_t> ExpertCache::warm(std::shared_ptr<Model> model, std::vector<War
     }
     if (reads.empty()) model->counters.warmup_state = "done";
   }
-  for (auto& r : reads) io_->submit(std::move(r));
+  for (auto& r : reads) writer_->write(std::move(r));
   return static_cast<uint32_t>(reads.size());
 }
 
@@ -555,8 +564,11 @@ std::pair<uint64_t, uint64_t> ExpertCache::evict_model(uint64_t model_id) {
 }
 
 CacheStats ExpertCache::stats() const {
+  UploadStats upload = writer_->stats();  // the writer's own lock, never nested in mu_
   std::lock_guard<std::mutex> lock(mu_);
   CacheStats st = totals_;
+  st.backend = writer_->backend();
+  st.upload = upload;
   st.pinned_bytes = 0;
   for (uint64_t slot = 0; slot < slots_.size(); ++slot)
     if (slots_[slot].pins) st.pinned_bytes += pool_->stride(pool_->slot_class(slot));

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -33,6 +34,7 @@
 #include "daemon/policy.h"
 #include "daemon/pool.h"
 #include "daemon/slot_table.h"
+#include "daemon/slot_writer.h"
 
 namespace moepool {
 
@@ -80,15 +82,21 @@ struct CacheStats {
   uint64_t pool_bytes = 0, used_bytes = 0, pinned_bytes = 0;
   uint64_t hits = 0, misses = 0, bytes_read = 0, reads = 0, read_errors = 0;
   uint64_t evictions = 0, prefetches = 0;
+  std::string backend = "host";  // the SlotWriter's: "host" or "vulkan"
+  UploadStats upload;            // staging -> VRAM copies (zero for the host backend)
 };
 
 class ExpertCache {
  public:
   using AcquireDone = std::function<void(Result<std::vector<LeaseInfo>>)>;
 
-  // `policy` decides residency (null: make_policy("default")).
+  // `policy` decides residency (null: make_policy("default")). Reads go straight into
+  // the host pool's slots (a HostSlotWriter on `io`).
   ExpertCache(Pool* pool, IoEngine* io, std::unique_ptr<ResidencyPolicy> policy = nullptr);
-  // The IoEngine must be stopped first: its read callbacks call into the cache.
+  // Reads go through `writer` (daemon/slot_writer.h), e.g. the VRAM backend's staging and
+  // transfer queue; the writer outlives the cache.
+  ExpertCache(Pool* pool, SlotWriter* writer, std::unique_ptr<ResidencyPolicy> policy = nullptr);
+  // The IoEngine (and the writer) must be stopped first: their callbacks call into the cache.
   ~ExpertCache();
 
   // Computes the slot layout of every MoE layer of `model` (creating slot classes) and
@@ -193,7 +201,7 @@ class ExpertCache {
   void rebalance_locked();
   void evict_locked(uint64_t slot);
   // Claims `slot` for an expert and returns the read that fills it.
-  ReadRequest begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
+  SlotRead begin_load_locked(uint64_t slot, const std::shared_ptr<Model>& model,
                                 int layer_pos, uint32_t expert, ReadPriority prio);
   void pin_locked(uint64_t session, uint64_t slot);
   void unpin_locked(uint64_t session, uint64_t slot);
@@ -203,7 +211,8 @@ class ExpertCache {
   std::function<void()> fail_op_locked(const std::shared_ptr<AcquireOp>& op, Status status);
 
   Pool* pool_;
-  IoEngine* io_;
+  std::unique_ptr<SlotWriter> own_writer_;  // the host writer of the IoEngine constructor
+  SlotWriter* writer_;
   SlotTable table_;
   mutable std::mutex mu_;
   uint64_t tick_ = 0;         // order of lru_ (which slots are evictable)

@@ -36,22 +36,7 @@ Result<std::unique_ptr<Pool>> Pool::create(const Options& options) {
   if (range == MAP_FAILED) return Status::FromErrno("reserve pool address range", errno);
   pool->base_ = static_cast<uint8_t*>(range);
 
-  uint64_t capacity = slot_capacity_for(pool->reserved_bytes_);
-  auto control = ShmSegment::create("moepool-control", control_bytes_for(capacity), nullptr);
-  if (!control.ok()) return control.status();
-  pool->control_ = std::move(control).value();
-  auto* h = reinterpret_cast<ControlHeader*>(pool->control_->data());
-  std::memset(static_cast<void*>(h), 0, pool->control_->bytes());
-  h->magic = kControlMagic;
-  h->version = kLayoutVersion;
-  h->header_bytes = sizeof(ControlHeader);
-  h->pool_bytes = pool->reserved_bytes_;
-  h->segment_bytes = seg;
-  h->segment_count = static_cast<uint32_t>(count);
-  h->max_classes = kMaxClasses;
-  h->slot_capacity = capacity;
-  h->slots_offset = (sizeof(ControlHeader) + 63) / 64 * 64;
-  pool->header_ = h;
+  MOEPOOL_RETURN_IF_ERROR(pool->init_control(seg, count));
 
   double fault_ms = 0;
   bool want_lock = options.lock != "off";
@@ -79,12 +64,64 @@ Result<std::unique_ptr<Pool>> Pool::create(const Options& options) {
   return pool;
 }
 
+Status Pool::init_control(uint64_t seg, uint64_t count) {
+  segment_count_ = static_cast<uint32_t>(count);
+  reserved_bytes_ = count * seg;
+  uint64_t capacity = slot_capacity_for(reserved_bytes_);
+  auto control = ShmSegment::create("moepool-control", control_bytes_for(capacity), nullptr);
+  if (!control.ok()) return control.status();
+  control_ = std::move(control).value();
+  auto* h = reinterpret_cast<ControlHeader*>(control_->data());
+  std::memset(static_cast<void*>(h), 0, control_->bytes());
+  h->magic = kControlMagic;
+  h->version = kLayoutVersion;
+  h->header_bytes = sizeof(ControlHeader);
+  h->pool_bytes = reserved_bytes_;
+  h->segment_bytes = seg;
+  h->segment_count = static_cast<uint32_t>(count);
+  h->max_classes = kMaxClasses;
+  h->slot_capacity = capacity;
+  h->slots_offset = (sizeof(ControlHeader) + 63) / 64 * 64;
+  header_ = h;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Pool>> Pool::create_external(const Options& options,
+                                                    std::vector<int> segment_fds,
+                                                    std::string backend,
+                                                    std::string device_uuid) {
+  const uint64_t seg = options.segment_bytes;
+  if (seg == 0 || seg % kSlotAlign != 0 || segment_fds.empty())
+    return InvalidArgument("external pool: " + std::to_string(segment_fds.size()) +
+                           " segments of " + std::to_string(seg) +
+                           " bytes (want at least one, a multiple of 4096)");
+  std::unique_ptr<Pool> pool(new Pool());
+  pool->segment_bytes_ = seg;
+  MOEPOOL_RETURN_IF_ERROR(pool->init_control(seg, segment_fds.size()));
+  pool->external_fds_ = std::move(segment_fds);
+  pool->owner_.assign(pool->segment_count_, kNoClass);
+  pool->backend_ = std::move(backend);
+  pool->device_uuid_ = std::move(device_uuid);
+  Status lock_status;
+  if (options.lock != "off") lock_status = pool->control_->lock();
+  if (options.lock == "on" && !lock_status.ok())
+    return FailedPrecondition("pool.lock = \"on\" but locking the control segment failed: " +
+                              lock_status.message());
+  pool->locked_ = options.lock != "off" && lock_status.ok();
+  pool->setup_note_ = std::to_string(pool->segment_count_) + " " + pool->backend_ +
+                      " segments of " + std::to_string(seg >> 10) +
+                      " KiB (not mapped by the daemon), control segment " +
+                      (pool->locked_ ? "locked" : "not locked");
+  return pool;
+}
+
 Pool::~Pool() {
   segments_.clear();
   if (base_) munmap(base_, reserved_bytes_);
 }
 
 std::vector<int> Pool::segment_fds() const {
+  if (!external_fds_.empty()) return external_fds_;
   std::vector<int> fds;
   for (const auto& s : segments_) fds.push_back(s->fd());
   return fds;

@@ -1,5 +1,8 @@
 // The pool's memory: a control segment (header + slot table) and segment_count equal
-// data segments mapped at consecutive addresses, carved into slot size classes.
+// data segments, carved into slot size classes. Host backend: the segments are memfds
+// mapped at consecutive addresses from base(). VRAM backend (create_external): they are
+// exported device memory this process does not map (base() is null; bytes reach a slot
+// only through the VRAM SlotWriter); the control segment is a memfd in both.
 //
 // Slot k of class c sits at pool offset k * stride(c). It is usable only while every
 // segment it touches belongs to class c; segments move between classes whole, and only
@@ -32,12 +35,24 @@ class Pool {
 
   // Creates, pre-faults and (per options.lock) mlock()s every segment.
   static Result<std::unique_ptr<Pool>> create(const Options& options);
+  // A pool whose segments are memory objects made elsewhere (the VRAM backend's exported
+  // VkDeviceMemory): `segment_fds` (borrowed; they must outlive the pool) of
+  // options.segment_bytes each, in pool order. Only the control segment is created (and
+  // locked per options.lock) here. `backend` and `device_uuid` are what workers are told.
+  static Result<std::unique_ptr<Pool>> create_external(const Options& options,
+                                                       std::vector<int> segment_fds,
+                                                       std::string backend,
+                                                       std::string device_uuid);
   ~Pool();
 
+  // Host backend: where pool offset 0 is mapped in this process. Null for external pools.
   uint8_t* base() const { return base_; }
-  uint64_t pool_bytes() const { return segment_bytes_ * segments_.size(); }
+  uint64_t pool_bytes() const { return segment_bytes_ * segment_count_; }
   uint64_t segment_bytes() const { return segment_bytes_; }
-  uint32_t segment_count() const { return static_cast<uint32_t>(segments_.size()); }
+  uint32_t segment_count() const { return segment_count_; }
+  // "host" or "vulkan"; the device UUID (16 bytes) of a VRAM pool, else "".
+  const std::string& backend() const { return backend_; }
+  const std::string& device_uuid() const { return device_uuid_; }
   ControlHeader* control() const { return header_; }
   int control_fd() const { return control_->fd(); }
   uint64_t control_bytes() const { return control_->bytes(); }
@@ -63,7 +78,10 @@ class Pool {
   uint32_t slot_class(uint64_t slot) const;
   uint64_t slot_index(uint64_t slot) const { return slot - classes_[slot_class(slot)].first_slot; }
   uint64_t slot_offset(uint64_t slot) const { return slot_index(slot) * stride(slot_class(slot)); }
-  uint8_t* slot_data(uint64_t slot) const { return base_ + slot_offset(slot); }
+  // The slot's bytes in this process; null for an external (VRAM) pool.
+  uint8_t* slot_data(uint64_t slot) const {
+    return base_ ? base_ + slot_offset(slot) : nullptr;
+  }
 
   uint32_t segment_owner(uint32_t seg) const { return owner_[seg]; }
   // Gives free segment `seg` to class c (its whole slots become free slots of c). False
@@ -85,6 +103,8 @@ class Pool {
     std::set<uint64_t> free;    // k of usable, empty slots; lowest first
   };
   Pool() = default;
+  // Creates the control segment for `count` segments of `seg` bytes.
+  Status init_control(uint64_t seg, uint64_t count);
   bool grow(uint32_t c);
   bool slot_fits_owner(uint32_t c, uint64_t k) const;
   // Range of k of class c whose slots touch segment seg.
@@ -95,7 +115,11 @@ class Pool {
   uint64_t segment_bytes_ = 0;
   std::unique_ptr<ShmSegment> control_;
   ControlHeader* header_ = nullptr;
-  std::vector<std::unique_ptr<ShmSegment>> segments_;
+  std::vector<std::unique_ptr<ShmSegment>> segments_;  // host backend only
+  std::vector<int> external_fds_;                      // external pools: borrowed
+  uint32_t segment_count_ = 0;
+  std::string backend_ = "host";
+  std::string device_uuid_;
   std::vector<uint32_t> owner_;  // per segment: class or kNoClass
   std::vector<ClassState> classes_;
   uint64_t next_slot_ = 0;       // first unassigned slot table entry

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 
 #include "common/version.h"
@@ -22,7 +23,10 @@
 #include "daemon/popularity_store.h"
 #include "daemon/prefetcher.h"
 #include "daemon/session_registry.h"
+#include "daemon/slot_writer.h"
 #include "daemon/task_queue.h"
+#include "daemon/vk_pool_memory.h"
+#include "daemon/vk_slot_writer.h"
 #include "daemon/warmup.h"
 #include "daemon/worker_service.h"
 
@@ -53,7 +57,32 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
     return 1;
   }
 
-  auto pool = Pool::create({cfg.pool_bytes, cfg.segment_bytes, cfg.lock_memory});
+  Pool::Options pool_opts{cfg.pool_bytes, cfg.segment_bytes, cfg.lock_memory};
+#ifdef MOEPOOL_DAEMON_HAVE_VULKAN
+  std::unique_ptr<VkPoolMemory> vram;  // freed only at exit: exports cannot be revoked
+  Result<std::unique_ptr<Pool>> pool = InvalidArgument("unreachable");
+  if (cfg.pool_backend == "vulkan") {
+    const uint64_t seg = cfg.segment_bytes;  // validate_config resolved auto
+    auto mem = VkPoolMemory::create(cfg.vulkan_device, seg,
+                                    static_cast<uint32_t>(cfg.pool_bytes / seg));
+    if (!mem.ok()) {
+      spdlog::critical("cannot create the VRAM pool: {}", mem.status().message());
+      return 1;
+    }
+    vram = std::move(mem).value();
+    spdlog::info("pool: VRAM backend, {}", vram->note());
+    pool = Pool::create_external(pool_opts, vram->fds(), "vulkan", vram->device_uuid());
+  } else {
+    pool = Pool::create(pool_opts);
+  }
+#else
+  if (cfg.pool_backend != "host") {
+    spdlog::critical("pool.backend = \"{}\" but this moepoold was built without Vulkan",
+                     cfg.pool_backend);
+    return 1;
+  }
+  auto pool = Pool::create(pool_opts);
+#endif
   if (!pool.ok()) {
     spdlog::critical("cannot create the pool: {}", pool.status().message());
     return 1;
@@ -83,7 +112,25 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
     spdlog::critical("policy.name: {}", policy.status().message());
     return 1;
   }
-  ExpertCache cache(pool->get(), io->get(), std::move(policy).value());
+  // How read bytes reach a slot: straight into host pool memory, or through pinned
+  // staging and a transfer queue into VRAM (daemon/slot_writer.h).
+  std::unique_ptr<SlotWriter> writer;
+#ifdef MOEPOOL_DAEMON_HAVE_VULKAN
+  if (vram) {
+    // Staging holds two segments' worth of slots in flight (at least 8 MiB), so any slot
+    // fits and reads overlap copies.
+    auto vw = VkSlotWriter::create(vram.get(), io->get(),
+                                   std::max<uint64_t>(2 * vram->segment_bytes(), 8ull << 20));
+    if (!vw.ok()) {
+      spdlog::critical("cannot start the VRAM upload path: {}", vw.status().message());
+      return 1;
+    }
+    spdlog::info("pool: VRAM upload via {}", (*vw)->note());
+    writer = std::move(vw).value();
+  }
+#endif
+  if (!writer) writer = std::make_unique<HostSlotWriter>((*pool)->base(), io->get());
+  ExpertCache cache(pool->get(), writer.get(), std::move(policy).value());
   cache.set_prefetch_cap(io_opts.prefetch_bytes_in_flight);  // the engine's cap, for every source
   for (const QuotaConfig& q : cfg.quotas) {
     if (Status qs = cache.set_quota(q.model, q.quota); !qs.ok()) {
@@ -154,6 +201,8 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
   sigaddset(&set, SIGINT);
   const auto save_every = std::chrono::seconds(cfg.popularity_save_seconds);
   auto last_save = std::chrono::steady_clock::now();
+  auto last_upload_log = last_save;
+  uint64_t logged_upload_bytes = 0;
   for (;;) {
     timespec tick{1, 0};
     int sig = sigtimedwait(&set, nullptr, &tick);
@@ -168,6 +217,17 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
       popularity.save_all();  // logs its own errors
       last_save = std::chrono::steady_clock::now();
     }
+    if (std::chrono::steady_clock::now() - last_upload_log >= std::chrono::minutes(1)) {
+      UploadStats up = writer->stats();
+      if (up.bytes != logged_upload_bytes) {
+        spdlog::info("vram upload: {} slots, {} MiB in {} ms of copies ({:.2f} GB/s), {} staging waits",
+                     up.copies, up.bytes >> 20, up.busy_ns / 1000000,
+                     up.busy_ns ? static_cast<double>(up.bytes) / static_cast<double>(up.busy_ns) : 0.0,
+                     up.staging_waits);
+        logged_upload_bytes = up.bytes;
+      }
+      last_upload_log = std::chrono::steady_clock::now();
+    }
     sd_notify(0, "WATCHDOG=1");
   }
   sd_notify(0, "STOPPING=1");
@@ -177,6 +237,7 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
   if (Status ps = popularity.save_all(); ps.ok())
     spdlog::info("popularity saved in {}", cfg.state_dir);
   (*io)->stop();
+  writer->stop();  // after the reads, before the cache its callbacks call goes away
   spdlog::info("moepoold stopped");
   return 0;
 }

@@ -201,6 +201,8 @@ grpc::ServerUnaryReactor* WorkerService::Attach(grpc::CallbackServerContext* cal
   layout->set_segment_bytes(ctx_->pool->segment_bytes());
   layout->set_segment_count(ctx_->pool->segment_count());
   layout->set_control_bytes(ctx_->pool->control_bytes());
+  layout->set_backend(ctx_->pool->backend());
+  if (!ctx_->pool->device_uuid().empty()) layout->set_device_uuid(ctx_->pool->device_uuid());
   return finish(call, grpc::Status::OK);
 }
 

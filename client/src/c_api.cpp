@@ -1,6 +1,8 @@
 // The C API (moepool/moepool.h) over the C++ Client. Every entry point catches
 // everything: no exception crosses into C.
 // Thread safety: as documented in moepool.h; the handles add no shared state.
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -133,6 +135,45 @@ const uint8_t* moepool_client_pool_base(const moepool_client_t* c) {
 
 uint64_t moepool_client_pool_bytes(const moepool_client_t* c) {
   return c ? c->client->pool_bytes() : 0;
+}
+
+const char* moepool_client_pool_backend(const moepool_client_t* c) {
+  return c ? c->client->pool_backend().c_str() : "";
+}
+
+void moepool_client_device_uuid(const moepool_client_t* c, uint8_t uuid[16]) {
+  if (uuid == nullptr) return;
+  std::array<uint8_t, 16> u{};
+  if (c) u = c->client->device_uuid();
+  std::memcpy(uuid, u.data(), u.size());
+}
+
+uint64_t moepool_client_segment_bytes(const moepool_client_t* c) {
+  return c ? c->client->segment_bytes() : 0;
+}
+
+uint32_t moepool_client_segment_count(const moepool_client_t* c) {
+  return c ? c->client->segment_count() : 0;
+}
+
+size_t moepool_client_dup_segment_fds(moepool_client_t* c, int* fds, size_t capacity,
+                                      char** errptr) {
+  return guarded<size_t>(errptr, 0, [&]() -> size_t {
+    if (c == nullptr || (fds == nullptr && capacity > 0)) {
+      save_error(errptr, moepool::InvalidArgument("client or fds is NULL"));
+      return 0;
+    }
+    if (capacity < c->client->segment_count()) {
+      save_error(errptr, moepool::InvalidArgument(
+                             "fds has room for " + std::to_string(capacity) + " of " +
+                             std::to_string(c->client->segment_count()) + " segments"));
+      return 0;
+    }
+    auto got = c->client->dup_segment_fds();
+    if (save_error(errptr, got.status())) return 0;
+    std::copy(got->begin(), got->end(), fds);
+    return got->size();
+  });
 }
 
 // ---- models ---------------------------------------------------------------------------
@@ -322,6 +363,10 @@ MOEPOOL_STATS_FIELD(uint64_t, read_errors)
 MOEPOOL_STATS_FIELD(uint64_t, evictions)
 MOEPOOL_STATS_FIELD(uint64_t, prefetches)
 MOEPOOL_STATS_FIELD(uint32_t, sessions)
+MOEPOOL_STATS_FIELD(uint64_t, upload_bytes)
+MOEPOOL_STATS_FIELD(uint64_t, upload_busy_ns)
+MOEPOOL_STATS_FIELD(uint64_t, upload_copies)
+MOEPOOL_STATS_FIELD(uint64_t, staging_waits)
 #undef MOEPOOL_STATS_FIELD
 
 }  // extern "C"

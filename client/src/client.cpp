@@ -75,6 +75,7 @@ class Client::Impl {
   uint64_t session_id() const { return session_id_; }
   const uint8_t* pool_base() const { return pool_->base(); }
   uint64_t pool_bytes() const { return pool_->pool_bytes(); }
+  const PoolMapping& pool() const { return *pool_; }
 
  private:
   // Releases every lease of `reply` (best effort), after acquire() found one unusable.
@@ -144,7 +145,7 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::connect(const std::string& s
   if (!fds.ok()) return fds.status();
   const v1::PoolLayout& l = reply.layout();
   PoolGeometry geometry{l.layout_version(), l.pool_bytes(), l.segment_bytes(), l.segment_count(),
-                        l.control_bytes()};
+                        l.control_bytes(), l.backend(), l.device_uuid()};
   auto pool = PoolMapping::map(geometry, fds->fds());
   if (!pool.ok()) return pool.status();
   impl->pool_ = std::move(pool).value();
@@ -387,5 +388,12 @@ Result<PoolStats> Client::stats() {
 uint64_t Client::session_id() const { return impl_->session_id(); }
 const uint8_t* Client::pool_base() const { return impl_->pool_base(); }
 uint64_t Client::pool_bytes() const { return impl_->pool_bytes(); }
+const std::string& Client::pool_backend() const { return impl_->pool().backend(); }
+std::array<uint8_t, 16> Client::device_uuid() const { return impl_->pool().device_uuid(); }
+uint64_t Client::segment_bytes() const { return impl_->pool().segment_bytes(); }
+uint32_t Client::segment_count() const { return impl_->pool().segment_count(); }
+Result<std::vector<int>> Client::dup_segment_fds() const {
+  return guarded("dup_segment_fds", [&] { return impl_->pool().dup_segment_fds(); });
+}
 
 }  // namespace moepool

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <string>
 
@@ -80,8 +83,19 @@ Status check_control(const ControlHeader* h, const PoolGeometry& g) {
 
 }  // namespace
 
-Result<std::unique_ptr<PoolMapping>> PoolMapping::map(const PoolGeometry& g,
+Result<std::unique_ptr<PoolMapping>> PoolMapping::map(const PoolGeometry& given,
                                                       const std::vector<int>& fds) {
+  PoolGeometry g = given;
+  if (g.backend.empty()) g.backend = "host";  // daemons older than PoolLayout.backend
+  if (g.backend != "host" && g.backend != "vulkan") {
+    return FailedPrecondition("moepoold's pool lives in backend '" + g.backend +
+                              "', which this libmoepool does not know (it knows host and "
+                              "vulkan): upgrade libmoepool");
+  }
+  if (g.backend == "vulkan" && g.device_uuid.size() != 16) {
+    return Internal("moepoold sent a vulkan pool layout with a " +
+                    num(g.device_uuid.size()) + "-byte device UUID (expected 16)");
+  }
   MOEPOOL_RETURN_IF_ERROR(check_geometry(g, fds.size()));
   std::unique_ptr<PoolMapping> m(new PoolMapping(g));
 
@@ -91,6 +105,15 @@ Result<std::unique_ptr<PoolMapping>> PoolMapping::map(const PoolGeometry& g,
   m->control_ = static_cast<const ControlHeader*>(control);
   MOEPOOL_RETURN_IF_ERROR(check_control(m->control_, g));
 
+  if (g.backend == "vulkan") {
+    // Exported device memory: never mmapped here; the worker imports the fds.
+    for (uint32_t i = 0; i < g.segment_count; ++i) {
+      int fd = ::fcntl(fds[i + 1], F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) return Status::FromErrno("dup pool segment " + num(i), errno);
+      m->segment_fds_.push_back(fd);
+    }
+    return m;
+  }
   // One range for all segments, so pool offset x is base + x across segment boundaries.
   void* range =
       ::mmap(nullptr, g.pool_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -113,7 +136,33 @@ Result<std::unique_ptr<PoolMapping>> PoolMapping::map(const PoolGeometry& g,
   return m;
 }
 
+std::array<uint8_t, 16> PoolMapping::device_uuid() const {
+  std::array<uint8_t, 16> out{};
+  if (geometry_.device_uuid.size() == out.size())
+    std::copy(geometry_.device_uuid.begin(), geometry_.device_uuid.end(), out.begin());
+  return out;
+}
+
+Result<std::vector<int>> PoolMapping::dup_segment_fds() const {
+  if (geometry_.backend != "vulkan") {
+    return FailedPrecondition("the pool is host memory, already mapped at pool_base(); only a "
+                              "vulkan pool hands out segment fds");
+  }
+  std::vector<int> out;
+  for (size_t i = 0; i < segment_fds_.size(); ++i) {
+    int fd = ::fcntl(segment_fds_[i], F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      Status st = Status::FromErrno("dup pool segment " + num(i), errno);
+      for (int f : out) ::close(f);
+      return st;
+    }
+    out.push_back(fd);
+  }
+  return out;
+}
+
 PoolMapping::~PoolMapping() {
+  for (int fd : segment_fds_) ::close(fd);
   if (base_ != nullptr) ::munmap(base_, geometry_.pool_bytes);
   if (control_ != nullptr) {
     ::munmap(const_cast<ControlHeader*>(control_), geometry_.control_bytes);

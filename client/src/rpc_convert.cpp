@@ -143,6 +143,11 @@ PoolStats to_pool_stats(const v1::StatsReply& r) {
   s.evictions = r.evictions();
   s.prefetches = r.prefetches();
   s.sessions = r.sessions();
+  s.pool_backend = r.pool_backend().empty() ? "host" : r.pool_backend();
+  s.upload_bytes = r.upload_bytes();
+  s.upload_busy_ns = r.upload_busy_ns();
+  s.upload_copies = r.upload_copies();
+  s.staging_waits = r.staging_waits();
   for (const v1::ModelStats& m : r.models()) {
     ModelStats ms;
     ms.model_id = m.model_id();
@@ -194,7 +199,8 @@ Result<Lease> to_lease(const v1::Lease& l, const uint8_t* pool_base, uint64_t po
   out.slot_class = l.slot_class();
   out.slot_index = l.slot_index();
   out.stride = l.stride();
-  out.slot = pool_base + l.pool_offset();
+  // A VRAM pool is not mapped here (pool_base null): no pointers, only offsets.
+  out.slot = pool_base ? pool_base + l.pool_offset() : nullptr;
   out.hit = l.hit();
   out.projections.reserve(l.projections_size());
   for (const v1::ProjectionPlace& p : l.projections()) {
@@ -206,7 +212,8 @@ Result<Lease> to_lease(const v1::Lease& l, const uint8_t* pool_base, uint64_t po
     }
     auto kind = to_projection(p.kind());
     if (!kind.ok()) return kind.status();
-    out.projections.push_back({*kind, out.slot + p.offset(), p.bytes(), p.offset()});
+    out.projections.push_back(
+        {*kind, out.slot ? out.slot + p.offset() : nullptr, p.bytes(), p.offset()});
   }
   return out;
 }

@@ -8,10 +8,25 @@
 // consecutive addresses of one range starting at pool_base(), so slot k of a class with
 // stride s always sits at pool_base() + k * s.
 //
+// VRAM pools (the daemon's pool.backend = "vulkan"; pool_backend() says which): the
+// segments are exported device memory, never mapped into this process. pool_base(),
+// Lease::slot and ProjectionView::data are then null; slot_index, stride and the
+// projection offsets stay valid. The worker imports the segments into its own Vulkan
+// device (or CUDA) from dup_segment_fds() and addresses slot k of stride s at
+//   segment = k * s / segment_bytes(),  offset = k * s % segment_bytes()
+// (a slot never straddles two segments). Each segment is an OPAQUE_FD export of a
+// dedicated allocation of a VkBuffer of segment_bytes() (usage STORAGE_BUFFER |
+// TRANSFER_SRC | TRANSFER_DST): import it with VkImportMemoryFdInfoKHR plus
+// VkMemoryDedicatedAllocateInfo into a buffer of the same size created with
+// VkExternalMemoryBufferCreateInfo(OPAQUE_FD), and only on the physical device whose
+// deviceUUID equals device_uuid(). A lease's bytes are in VRAM before acquire() returns:
+// the daemon serves a slot only after its copy into VRAM completed.
+//
 // Errors are values (moepool::Status); nothing here throws. A Client may be used from
 // several threads at once.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -27,6 +42,7 @@ enum class Projection : uint8_t { kGate = 1, kUp = 2, kDown = 3, kGateUp = 4 };
 struct ProjectionView {
   Projection kind;
   const uint8_t* data;      // first byte of this expert's projection, inside the pool
+                            // (null for a VRAM pool: use offset_in_slot)
   uint64_t bytes;
   uint64_t offset_in_slot;  // data == slot + offset_in_slot
 };
@@ -39,7 +55,7 @@ struct Lease {
   uint32_t slot_class = 0;
   uint64_t slot_index = 0;   // k: slot = pool_base() + k * stride
   uint64_t stride = 0;
-  const uint8_t* slot = nullptr;
+  const uint8_t* slot = nullptr;  // null for a VRAM pool (see the top of this file)
   std::vector<ProjectionView> projections;  // gate, up, down (or gate_up, down)
   bool hit = false;          // was already resident or loading
 };
@@ -87,6 +103,10 @@ struct PoolStats {
   uint64_t evictions = 0, prefetches = 0;
   uint32_t sessions = 0;
   std::vector<ModelStats> models;
+  // "host" or "vulkan". For "vulkan": staging -> VRAM copies, so that
+  // upload_bytes / (upload_busy_ns / 1e9) is the upload rate in bytes per second.
+  std::string pool_backend = "host";
+  uint64_t upload_bytes = 0, upload_busy_ns = 0, upload_copies = 0, staging_waits = 0;
 };
 
 class Client {
@@ -131,8 +151,19 @@ class Client {
   Result<PoolStats> stats();
 
   uint64_t session_id() const;
+  // Where the pool is mapped in this process; null for a VRAM ("vulkan") pool.
   const uint8_t* pool_base() const;
   uint64_t pool_bytes() const;
+  // "host" (memfd segments mapped at pool_base()) or "vulkan" (VRAM; see the top of file).
+  const std::string& pool_backend() const;
+  // deviceUUID of the GPU holding a "vulkan" pool; zeros for a host pool.
+  std::array<uint8_t, 16> device_uuid() const;
+  uint64_t segment_bytes() const;
+  uint32_t segment_count() const;
+  // New fds for the segments of a "vulkan" pool, in segment order, for the worker's
+  // Vulkan (or CUDA) import; the caller owns them (an import consumes an fd; close the
+  // ones not imported). kFailedPrecondition for a host pool. May be called repeatedly.
+  Result<std::vector<int>> dup_segment_fds() const;
 
   class Impl;
 

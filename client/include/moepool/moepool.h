@@ -58,9 +58,27 @@ moepool_client_t* moepool_client_connect(const char* socket_path, const char* cl
 /* Ends the session (the daemon drops every pin it holds) and unmaps the pool. */
 void moepool_client_destroy(moepool_client_t* client);
 uint64_t moepool_client_session_id(const moepool_client_t* client);
-/* Slot k of a class with stride s sits at pool_base + k * s. */
+/* Slot k of a class with stride s sits at pool_base + k * s. NULL for a VRAM pool. */
 const uint8_t* moepool_client_pool_base(const moepool_client_t* client);
 uint64_t moepool_client_pool_bytes(const moepool_client_t* client);
+/* "host" (segments mapped at pool_base) or "vulkan" (VRAM, never mapped here: import the
+ * segments from moepool_client_dup_segment_fds into a Vulkan device (or CUDA) whose
+ * deviceUUID equals moepool_client_device_uuid, and address slot k of stride s at segment
+ * k*s / segment_bytes, offset k*s % segment_bytes). Each segment is an OPAQUE_FD export of a
+ * dedicated allocation of a VkBuffer of segment_bytes (usage STORAGE_BUFFER |
+ * TRANSFER_SRC | TRANSFER_DST); import it with VkMemoryDedicatedAllocateInfo. The string
+ * lives as long as the client. */
+const char* moepool_client_pool_backend(const moepool_client_t* client);
+/* Copies the 16-byte deviceUUID of a "vulkan" pool's GPU to uuid (zeros for host). */
+void moepool_client_device_uuid(const moepool_client_t* client, uint8_t uuid[16]);
+uint64_t moepool_client_segment_bytes(const moepool_client_t* client);
+uint32_t moepool_client_segment_count(const moepool_client_t* client);
+/* Writes new fds (the caller owns and closes them; a successful Vulkan import consumes
+ * one) for the segments of a "vulkan" pool, in segment order, to fds[0..capacity) and
+ * returns how many (segment_count). 0 with *errptr set for a host pool or when capacity
+ * is too small. */
+size_t moepool_client_dup_segment_fds(moepool_client_t* client, int* fds, size_t capacity,
+                                      char** errptr);
 
 /* ---- models ----------------------------------------------------------------------- */
 
@@ -104,13 +122,13 @@ size_t moepool_leases_count(const moepool_leases_t* leases);
 uint32_t moepool_leases_expert(const moepool_leases_t* leases, size_t i);
 uint64_t moepool_leases_slot_index(const moepool_leases_t* leases, size_t i);
 uint64_t moepool_leases_stride(const moepool_leases_t* leases, size_t i);
-/* First byte of lease i's slot: pool_base + slot_index * stride. */
+/* First byte of lease i's slot: pool_base + slot_index * stride (NULL for a VRAM pool). */
 const uint8_t* moepool_leases_slot(const moepool_leases_t* leases, size_t i);
 /* 1 if the expert was resident (or already loading) when asked, else 0. */
 int moepool_leases_hit(const moepool_leases_t* leases, size_t i);
 size_t moepool_leases_n_projections(const moepool_leases_t* leases, size_t i);
 int moepool_leases_projection_kind(const moepool_leases_t* leases, size_t i, size_t p);
-/* The expert's bytes of projection p: data == slot + offset. */
+/* The expert's bytes of projection p: data == slot + offset (NULL for a VRAM pool). */
 const uint8_t* moepool_leases_projection_data(const moepool_leases_t* leases, size_t i,
                                               size_t p);
 uint64_t moepool_leases_projection_offset(const moepool_leases_t* leases, size_t i, size_t p);
@@ -143,6 +161,12 @@ uint64_t moepool_stats_read_errors(const moepool_stats_t* stats);
 uint64_t moepool_stats_evictions(const moepool_stats_t* stats);
 uint64_t moepool_stats_prefetches(const moepool_stats_t* stats);
 uint32_t moepool_stats_sessions(const moepool_stats_t* stats);
+/* VRAM pools: bytes copied from staging into VRAM and the transfer queue's busy time
+ * (upload rate = bytes / ns * 1e9 bytes/s), slots copied, reads that waited for staging. */
+uint64_t moepool_stats_upload_bytes(const moepool_stats_t* stats);
+uint64_t moepool_stats_upload_busy_ns(const moepool_stats_t* stats);
+uint64_t moepool_stats_upload_copies(const moepool_stats_t* stats);
+uint64_t moepool_stats_staging_waits(const moepool_stats_t* stats);
 
 /* ---- helpers for tests and tools -------------------------------------------------- */
 
