@@ -1,0 +1,49 @@
+// variants: Q4_K Q8_0 F16
+// Decode, first half: for each routed (token, k) pair (workgroup y) and each of the
+// workgroup's ROWS rows r of n_ff, h[pair][r] = silu(gate_e[r] . x[t]) * (up_e[r] . x[t]).
+// One subgroup per row at a time: its lanes split the row's units (16-byte loads of quant
+// data, consecutive lanes on consecutive bytes), then subgroupAdd.
+#version 450
+#include "moe_weights.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 2) const uint ROWS = 4;  // rows per workgroup
+
+// Per pair (t * top_k + k), 8 words: token, router weight bits, gate seg, gate byte offset,
+// up seg, up offset, down seg, down offset.
+layout(set = 0, binding = 1) readonly buffer Pairs { uint pairs[]; };
+layout(set = 0, binding = 2) readonly buffer X { vec4 xv[]; };  // [n_tokens][n_embd]
+layout(set = 0, binding = 3) writeonly buffer H { float h[]; };  // [n_pairs][n_ff]
+
+layout(push_constant) uniform Push {
+  uint n_embd;
+  uint n_ff;
+} pc;
+
+vec4 load_xv(uint i) { return xv[i]; }
+
+float silu(float v) { return v / (1.0 + exp(-v)); }
+
+void main() {
+  const uint p = gl_WorkGroupID.y;
+  const uint token = pairs[8u * p];
+  const uint gs = pairs[8u * p + 2u], go = pairs[8u * p + 3u];
+  const uint us = pairs[8u * p + 4u], uo = pairs[8u * p + 5u];
+  const uint rb = row_bytes(pc.n_embd);
+  const uint units = units_per_row(pc.n_embd);
+  const uint x0 = token * pc.n_embd;
+  const uint row_end = min((gl_WorkGroupID.x + 1u) * ROWS, pc.n_ff);
+  for (uint r = gl_WorkGroupID.x * ROWS + gl_SubgroupID; r < row_end; r += gl_NumSubgroups) {
+    float g = 0.0, u = 0.0;
+    for (uint i = gl_SubgroupInvocationID; i < units; i += gl_SubgroupSize) {
+      vec4 xs[XV];
+      vec2 sums;
+      unit_x(x0, i, xs, sums);
+      g += unit_dot(gs, go + r * rb, i, xs, sums);
+      u += unit_dot(us, uo + r * rb, i, xs, sums);
+    }
+    g = subgroupAdd(g);
+    u = subgroupAdd(u);
+    if (subgroupElect()) h[p * pc.n_ff + r] = silu(g) * u;
+  }
+}

@@ -1,0 +1,207 @@
+// Reading ggml weight rows in place from the bound segments (binding 0 of every MoE kernel):
+// the segment buffers as one descriptor array (its size is specialization constant 1), indexed
+// with a dynamically uniform segment number, at byte offsets from the expert table.
+// Block layouts (little-endian) as in kernels/dequant.cpp:
+//   Q4_K: 144 bytes per 256 weights: f16 d, f16 dmin, 12 scale bytes, 128 quant bytes.
+//   Q8_0: 34 bytes per 32 weights: f16 d, int8 qs[32].
+//   F16:  2 bytes per weight.
+// Alignment the kernels rely on (moe_gpu.cpp checks it): Q4_K rows start 4-byte aligned
+// (16-byte aligned ones take the uvec4 fast path), Q8_0/F16 rows 2-byte aligned.
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+
+layout(constant_id = 1) const uint NSEG = 1;
+
+layout(set = 0, binding = 0) readonly buffer Seg32 { uint w[]; } seg32[NSEG];
+layout(set = 0, binding = 0) readonly buffer Seg128 { uvec4 w[]; } seg128[NSEG];
+
+// The 32-bit word at byte offset `b` (4-aligned) of segment `s`.
+uint ld32(uint s, uint b) { return seg32[s].w[b >> 2]; }
+
+// The 4 bytes at byte offset `b` (2-aligned) of segment `s`.
+uint ld32u2(uint s, uint b) {
+  uint i = b >> 2;
+  uint lo = seg32[s].w[i];
+  if ((b & 2u) == 0u) return lo;
+  uint hi = seg32[s].w[i + 1u];
+  return (lo >> 16) | (hi << 16);
+}
+
+// The 16 bytes at byte offset `b` (4-aligned) of segment `s`: one 16-byte load when aligned.
+uvec4 ld128(uint s, uint b) {
+  if ((b & 15u) == 0u) return seg128[s].w[b >> 4];
+  uint i = b >> 2;
+  return uvec4(seg32[s].w[i], seg32[s].w[i + 1u], seg32[s].w[i + 2u], seg32[s].w[i + 3u]);
+}
+
+// Integer -> float without a conversion instruction (those run at 1/8 rate on NVIDIA):
+// OR-ing a value v < 2^23 into the mantissa of 2^23 gives the float 2^23 + v exactly.
+const uint kMagic = 0x4B000000u;
+const float kMagicF = 8388608.0;
+
+float magic(uint bits) { return uintBitsToFloat(bits | kMagic) - kMagicF; }
+
+#if defined(VARIANT_Q4_K)
+const uint kBlockBytes = 144u;
+const uint kBlockCols = 256u;
+
+// Byte k (0..11) of a Q4_K block's scales; h is the block's first 16 bytes.
+uint q4k_scale_byte(uvec4 h, uint k) {
+  uint w = k < 4u ? h.y : (k < 8u ? h.z : h.w);
+  return (w >> (8u * (k & 3u))) & 0xFFu;
+}
+
+// The 6-bit scale (x) and min (y) of sub-block j (0..7), as kernels/dequant.cpp q4_k_scale_min.
+uvec2 q4k_scale_min(uvec4 h, uint j) {
+  if (j < 4u) return uvec2(q4k_scale_byte(h, j) & 63u, q4k_scale_byte(h, j + 4u) & 63u);
+  uint a = q4k_scale_byte(h, j + 4u);
+  return uvec2((a & 0xFu) | ((q4k_scale_byte(h, j - 4u) >> 6) << 4),
+               (a >> 4) | ((q4k_scale_byte(h, j) >> 6) << 4));
+}
+#elif defined(VARIANT_Q8_0)
+const uint kBlockBytes = 34u;
+const uint kBlockCols = 32u;
+#elif defined(VARIANT_F16)
+const uint kBlockBytes = 16u;  // a "block" of 8 halves (F16 has no blocks; rows are 2-aligned)
+const uint kBlockCols = 8u;
+#else
+#error "build with -DVARIANT_Q4_K=1, -DVARIANT_Q8_0=1 or -DVARIANT_F16=1"
+#endif
+
+// Bytes of one row of `cols` weights.
+uint row_bytes(uint cols) { return cols / kBlockCols * kBlockBytes; }
+
+// Dequantizes the 8 weights at columns [col, col + 8) (col a multiple of 8) of the row that
+// starts at byte `row` of segment `s`, as kernels/dequant.cpp does.
+void dequant8(uint s, uint row, uint col, out float v[8]) {
+#if defined(VARIANT_Q4_K)
+  uint blk = row + (col >> 8) * kBlockBytes;
+  uint p = col & 255u;
+  uint c = p >> 6;            // chunk of 64 weights
+  uint hi = (p >> 5) & 1u;    // high nibbles: sub-block 2c + 1
+  uint l = p & 31u;           // 0, 8, 16, 24
+  uvec4 h = ld128(s, blk);
+  vec2 dm = unpackHalf2x16(h.x);
+  uvec2 sm = q4k_scale_min(h, 2u * c + hi);
+  float d1 = dm.x * float(sm.x);
+  float m1 = dm.y * float(sm.y);
+  uint q0 = ld32(s, blk + 16u + 32u * c + l);
+  uint q1 = ld32(s, blk + 20u + 32u * c + l);
+  uint sh = 4u * hi;
+  for (uint i = 0u; i < 4u; ++i) {
+    v[i] = d1 * float((q0 >> (8u * i + sh)) & 15u) - m1;
+    v[i + 4u] = d1 * float((q1 >> (8u * i + sh)) & 15u) - m1;
+  }
+#elif defined(VARIANT_Q8_0)
+  uint blk = row + (col >> 5) * kBlockBytes;
+  float d = unpackHalf2x16(ld32u2(s, blk)).x;
+  uint part = (col & 31u) >> 3;
+  uint q0 = ld32u2(s, blk + 2u + 8u * part);
+  uint q1 = ld32u2(s, blk + 6u + 8u * part);
+  for (uint i = 0u; i < 4u; ++i) {
+    v[i] = d * float(bitfieldExtract(int(q0), int(8u * i), 8));
+    v[i + 4u] = d * float(bitfieldExtract(int(q1), int(8u * i), 8));
+  }
+#else
+  uint b = row + col * 2u;
+  for (uint i = 0u; i < 4u; ++i) {
+    vec2 f = unpackHalf2x16(ld32u2(s, b + 4u * i));
+    v[2u * i] = f.x;
+    v[2u * i + 1u] = f.y;
+  }
+#endif
+}
+
+// ---- decode: one row · x, split into "units" that the lanes of a subgroup share ----------
+// Q4_K: a unit is 16 quant bytes of a block (8 per block: 32 weights, two sub-blocks' halves);
+// Q8_0: half a block (16 weights); F16: 8 weights. XV is the vec4s of x one unit reads.
+#if defined(VARIANT_Q4_K)
+const uint XV = 8u;
+uint units_per_row(uint cols) { return cols >> 5; }
+// First x column of unit u's low-nibble weights (the high ones are 32 further).
+uint unit_col(uint u) { return (u >> 3) * 256u + ((u >> 1) & 3u) * 64u + (u & 1u) * 16u; }
+#elif defined(VARIANT_Q8_0)
+const uint XV = 4u;
+uint units_per_row(uint cols) { return cols >> 4; }
+uint unit_col(uint u) { return u * 16u; }
+#else
+const uint XV = 2u;
+uint units_per_row(uint cols) { return cols >> 3; }
+uint unit_col(uint u) { return u * 8u; }
+#endif
+
+// The kernel defines it: vec4 i of its activation buffer (x or h).
+vec4 load_xv(uint i);
+
+// The activations unit u multiplies; x0 is the float index (a multiple of 4) where the row's
+// activations start. For Q4_K, sums gets the sums of the low and high halves (the min term).
+void unit_x(uint x0, uint u, out vec4 xs[XV], out vec2 sums) {
+  uint c = (x0 + unit_col(u)) >> 2;
+#if defined(VARIANT_Q4_K)
+  for (uint m = 0u; m < 4u; ++m) {
+    xs[m] = load_xv(c + m);
+    xs[4u + m] = load_xv(c + 8u + m);
+  }
+  const vec4 one = vec4(1.0);
+  sums = vec2(dot(xs[0] + xs[1] + xs[2] + xs[3], one), dot(xs[4] + xs[5] + xs[6] + xs[7], one));
+#else
+  for (uint m = 0u; m < XV; ++m) xs[m] = load_xv(c + m);
+  sums = vec2(0.0);
+#endif
+}
+
+// Unit u's share of row · x for the row at byte `row` of segment `s`.
+float unit_dot(uint s, uint row, uint u, vec4 xs[XV], vec2 sums) {
+#if defined(VARIANT_Q4_K)
+  uint blk = row + (u >> 3) * kBlockBytes;
+  uvec4 h = ld128(s, blk);
+  uvec4 q = ld128(s, blk + 16u + (u & 7u) * 16u);
+  uint c = (u >> 1) & 3u;
+  // Each 32-bit word holds 4 bytes = 4 low nibbles (sub-block 2c) and 4 high (2c + 1). The
+  // nibbles are masked in place (never shifted down) so each is 2^23 + q * {1, 16, 256, 4096};
+  // the powers of two are divided out once at the end (exact).
+  float lo1 = 0.0, lo256 = 0.0, hi16 = 0.0, hi4096 = 0.0;
+  for (uint m = 0u; m < 4u; ++m) {
+    uint w = q[m];
+    uint w2 = w >> 16;
+    vec4 xl = xs[m];
+    vec4 xh = xs[4u + m];
+    lo1 += magic(w & 0xFu) * xl.x + magic(w2 & 0xFu) * xl.z;
+    lo256 += magic(w & 0xF00u) * xl.y + magic(w2 & 0xF00u) * xl.w;
+    hi16 += magic(w & 0xF0u) * xh.x + magic(w2 & 0xF0u) * xh.z;
+    hi4096 += magic(w & 0xF000u) * xh.y + magic(w2 & 0xF000u) * xh.w;
+  }
+  vec2 dm = unpackHalf2x16(h.x);
+  uvec2 sm_lo = q4k_scale_min(h, 2u * c);
+  uvec2 sm_hi = q4k_scale_min(h, 2u * c + 1u);
+  float dot_lo = lo1 + lo256 * (1.0 / 256.0);
+  float dot_hi = hi16 * (1.0 / 16.0) + hi4096 * (1.0 / 4096.0);
+  return dm.x * (float(sm_lo.x) * dot_lo + float(sm_hi.x) * dot_hi) -
+         dm.y * (float(sm_lo.y) * sums.x + float(sm_hi.y) * sums.y);
+#elif defined(VARIANT_Q8_0)
+  uint blk = row + (u >> 1) * kBlockBytes;
+  float d = unpackHalf2x16(ld32u2(s, blk)).x;
+  uint b = blk + 2u + (u & 1u) * 16u;
+  // int8 q + 128 is an unsigned byte: masked in place it gives 2^23 + (q + 128) * {1, 256}.
+  float a1 = 0.0, a256 = 0.0;
+  for (uint m = 0u; m < 4u; ++m) {
+    uint w = ld32u2(s, b + 4u * m) ^ 0x80808080u;
+    uint w2 = w >> 16;
+    vec4 x = xs[m];
+    a1 += (uintBitsToFloat((w & 0xFFu) | kMagic) - (kMagicF + 128.0)) * x.x +
+          (uintBitsToFloat((w2 & 0xFFu) | kMagic) - (kMagicF + 128.0)) * x.z;
+    a256 += (uintBitsToFloat((w & 0xFF00u) | kMagic) - (kMagicF + 32768.0)) * x.y +
+            (uintBitsToFloat((w2 & 0xFF00u) | kMagic) - (kMagicF + 32768.0)) * x.w;
+  }
+  return d * (a1 + a256 * (1.0 / 256.0));
+#else
+  uint b = row + u * 16u;
+  float acc = 0.0;
+  for (uint m = 0u; m < 2u; ++m) {
+    vec2 f0 = unpackHalf2x16(ld32u2(s, b + 8u * m));
+    vec2 f1 = unpackHalf2x16(ld32u2(s, b + 8u * m + 4u));
+    acc += dot(vec4(f0, f1), xs[m]);
+  }
+  return acc;
+#endif
+}
