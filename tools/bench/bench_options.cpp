@@ -14,7 +14,9 @@ ParsedCommandLine parse_bench_options(int argc, char** argv) {
       "leased byte against the model file. Prints per-worker and total hit rate, disk bytes "
       "and acquire latency; the last line is 'verified <bytes> bytes, <n> mismatches'. Exits "
       "non-zero on any mismatch or worker error. An acquire refused because other workers pin "
-      "every slot is retried (1 ms apart, up to 1000 times; the wait counts in its latency).",
+      "every slot is retried (1 ms apart, up to 1000 times; the wait counts in its latency).\n"
+      "Subcommand: 'moepool-bench kernels [flags]' times the Vulkan MoE decode and prefill "
+      "kernels instead (see 'moepool-bench kernels --help').",
       "moepool-bench"};
   app.add_option("--socket", o.socket, "moepoold's Unix socket")->required();
   app.add_option("--model", o.model, "GGUF model file (under one of the daemon's model roots)")

@@ -3,6 +3,7 @@
 //   moepool-bench --socket PATH --model FILE (--trace PREFIX | --synthetic SPEC)
 //                 --workers N --steps S [--verify] [--json] [--first-sequence K]
 //                 [--prefetch]
+//   moepool-bench kernels [flags]   (the kernel throughput subcommand, kernels_bench.h)
 // Thread safety: plain data and a pure function.
 #pragma once
 

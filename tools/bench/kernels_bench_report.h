@@ -1,0 +1,56 @@
+// The figures `moepool-bench kernels` measures and how it prints them: a table per kernel
+// on a FILE and the same rows as one JSON object (--json FILE).
+// Thread safety: plain data and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace moepool::bench {
+
+struct DeviceFacts {
+  std::string name, driver, uuid, api = "vulkan";
+  uint32_t subgroup_size = 0;
+  uint64_t segment_bytes = 0;  // the largest segment the bench allocated
+};
+
+// One measured configuration. GPU time per call: median and mean over `reps` calls.
+struct KernelRow {
+  std::string kernel;  // "decode", "prefill", "cpu_avx2", "cpu_scalar", "cpu_reference"
+  std::string shape;   // "deepseek", ...
+  std::string type;    // "q4_K", "q8_0", "f16"
+  uint32_t n_experts = 0, top_k = 0, n_embd = 0, n_ff = 0;
+  uint32_t tokens = 0;
+  uint32_t tile = 0;            // prefill only
+  uint32_t reps = 0;
+  double distinct_experts = 0;  // mean experts one call reads
+  double weight_bytes = 0;      // mean bytes of the distinct experts one call reads
+  double median_s = 0, mean_s = 0, min_s = 0;
+  // From the median: tokens per second and weight bytes per second.
+  double tokens_per_s() const { return median_s > 0 ? tokens / median_s : 0; }
+  double bytes_per_s() const { return median_s > 0 ? weight_bytes / median_s : 0; }
+};
+
+struct KernelsReport {
+  bool has_device = false;
+  DeviceFacts device;
+  std::string cpu_path;  // "avx2" / "scalar" when CPU rows exist
+  double peak_gbs = 0;
+  std::vector<KernelRow> rows;
+  std::vector<std::string> errors;
+};
+
+// Prints the device, then a decode table, a prefill table (tiles of one configuration side
+// by side: ms, tokens/s, GB/s, speed-up over tile 32) and a CPU table, for the rows present.
+void print_kernels_table(FILE* out, const KernelsReport& report);
+
+// Returns the report as one JSON object: {"device": {...}, "peak_gbs", "rows": [{...}],
+// "errors": [...]}; each row carries median/mean/min seconds, tokens_per_s and gb_per_s.
+std::string kernels_json(const KernelsReport& report);
+
+// Returns the median of `v` (0 for none).
+double median_of(std::vector<double> v);
+
+}  // namespace moepool::bench
