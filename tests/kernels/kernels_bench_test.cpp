@@ -119,7 +119,8 @@ TEST(KernelsBench, HelpNamesEveryFlagAndTheTopLevelHelpNamesTheSubcommand) {
   for (const char* flag : {"--shape", "--small", "--type", "--experts", "--tokens",
                            "--prefill-tokens", "--tiles", "--reps", "--warmup", "--skew", "--seed",
                            "--device", "--segment-mib", "--peak-gbs", "--no-decode",
-                           "--no-prefill", "--cpu", "--cpu-only", "--json", "--fill-threads"})
+                           "--no-prefill", "--cpu", "--cpu-only", "--json", "--fill-threads", "--decode-workgroup",
+                           "--decode-rows", "--prefill-rows"})
     EXPECT_NE(r.output.find(flag), std::string::npos) << flag << " not in\n" << r.output;
   RunResult top = run_bench("--help");
   ASSERT_EQ(top.exit_code, 0) << top.output;

@@ -108,6 +108,16 @@ Parsed parse(int argc, char** argv) {
   app.add_option("--fill-threads", o.fill_threads,
                  "threads generating expert bytes (0: one per CPU)")
       ->capture_default_str();
+  app.add_option("--decode-workgroup", o.decode_workgroup,
+                 "MoeGpuTuning: threads per decode workgroup (0: the kernels' default, 128)")
+      ->capture_default_str();
+  app.add_option("--decode-rows", o.decode_rows,
+                 "MoeGpuTuning: weight rows per decode workgroup (0: workgroup / subgroup)")
+      ->capture_default_str();
+  app.add_option("--prefill-rows", o.prefill_rows,
+                 "MoeGpuTuning: weight rows per prefill workgroup, 32 or 64 (0: default, 64)")
+      ->check(CLI::IsMember({0u, 32u, 64u}))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
     if (small) {

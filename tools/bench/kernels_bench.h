@@ -34,6 +34,10 @@ struct KernelsBenchOptions {
   bool cpu = false;
   std::string json_path;
   uint32_t fill_threads = 0;  // 0: hardware concurrency
+  // MoeGpuTuning (0: the kernels' defaults).
+  uint32_t decode_workgroup = 0;
+  uint32_t decode_rows = 0;
+  uint32_t prefill_rows = 0;
 };
 
 // Parses the subcommand's arguments (argv[0] is "kernels") and runs it. Returns the process

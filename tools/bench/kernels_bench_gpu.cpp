@@ -288,11 +288,19 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
   const vk::Device& d = **dev;
   auto gpu = MoeGpu::create(d);
   if (!gpu.ok()) return gpu.status();
+  kernels::MoeGpuTuning tuning;
+  tuning.decode_workgroup = o.decode_workgroup;
+  tuning.decode_rows = o.decode_rows;
+  tuning.prefill_rows = o.prefill_rows;
+  if (Status st = (*gpu)->set_tuning(tuning); !st.ok()) return st;
   report->has_device = true;
   report->device.name = d.name();
   report->device.driver = d.driver();
   report->device.uuid = vk::uuid_string(d.uuid());
   report->device.subgroup_size = d.subgroup_size();
+  report->device.tuning = "decode_workgroup=" + std::to_string(o.decode_workgroup) +
+                          " decode_rows=" + std::to_string(o.decode_rows) +
+                          " prefill_rows=" + std::to_string(o.prefill_rows);
   fprintf(stderr, "moepool-bench kernels: %s, driver %s, deviceUUID %s\n", d.name().c_str(),
           d.driver().c_str(), report->device.uuid.c_str());
   if (d.timestamp_period_ns() <= 0)
@@ -342,8 +350,8 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
       MoeGpuShape ms{s.n_embd, s.n_ff, s.top_k, type, type};
       if (o.decode) bench_decode(**gpu, *L, s, ms, o, report);
       if (o.prefill) bench_prefill(**gpu, *L, s, ms, o, report);
-      // Unbind before the segments go (MoeGpu must not hold freed buffers).
-      (void)(*gpu)->bind_segments({}, {});
+      // The segments are freed now; MoeGpu keeps their stale handles unused until the next
+      // bind_segments() replaces them.
     }
   }
   return Status::Ok();

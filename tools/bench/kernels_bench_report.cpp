@@ -96,6 +96,7 @@ void print_kernels_table(FILE* out, const KernelsReport& r) {
     fprintf(out, "device: %s, driver %s, deviceUUID %s, subgroup %u, segments of %.0f MiB\n",
             r.device.name.c_str(), r.device.driver.c_str(), r.device.uuid.c_str(),
             r.device.subgroup_size, r.device.segment_bytes / 1048576.0);
+    fprintf(out, "tuning: %s (0: the kernels' default)\n", r.device.tuning.c_str());
   }
   print_decode(out, r);
   print_prefill(out, r);
@@ -115,6 +116,7 @@ std::string kernels_json(const KernelsReport& r) {
     w.field("uuid", r.device.uuid);
     w.field("subgroup_size", r.device.subgroup_size);
     w.field("segment_bytes", r.device.segment_bytes);
+    w.field("tuning", r.device.tuning);
     w.end_object();
   } else {
     w.null();

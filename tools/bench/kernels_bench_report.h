@@ -14,6 +14,7 @@ struct DeviceFacts {
   std::string name, driver, uuid, api = "vulkan";
   uint32_t subgroup_size = 0;
   uint64_t segment_bytes = 0;  // the largest segment the bench allocated
+  std::string tuning;          // "decode_workgroup=0 decode_rows=0 prefill_rows=0" (0: default)
 };
 
 // One measured configuration. GPU time per call: median and mean over `reps` calls.
