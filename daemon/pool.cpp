@@ -99,6 +99,7 @@ Result<std::unique_ptr<Pool>> Pool::create_external(const Options& options,
   pool->segment_bytes_ = seg;
   MOEPOOL_RETURN_IF_ERROR(pool->init_control(seg, segment_fds.size()));
   pool->external_fds_ = std::move(segment_fds);
+  pool->contiguous_ = false;
   pool->owner_.assign(pool->segment_count_, kNoClass);
   pool->backend_ = std::move(backend);
   pool->device_uuid_ = std::move(device_uuid);
@@ -162,7 +163,9 @@ Result<uint32_t> Pool::class_for(uint64_t stride) {
 }
 
 uint64_t Pool::capacity_slots(uint32_t c) const {
-  return std::min(classes_[c].n_slots, reserved_bytes_ / classes_[c].stride);
+  const uint64_t s = classes_[c].stride;
+  if (!contiguous_) return std::min(classes_[c].n_slots, segment_count_ * (segment_bytes_ / s));
+  return std::min(classes_[c].n_slots, reserved_bytes_ / s);
 }
 
 uint32_t Pool::slot_class(uint64_t slot) const {
@@ -183,6 +186,8 @@ bool Pool::slot_fits_owner(uint32_t c, uint64_t k) const {
   uint64_t s = classes_[c].stride;
   uint64_t begin = k * s, end = begin + s;
   if (end > reserved_bytes_) return false;
+  // Separate memory objects (VRAM) cannot hold one slot across two of them.
+  if (!contiguous_ && begin / segment_bytes_ != (end - 1) / segment_bytes_) return false;
   for (uint64_t seg = begin / segment_bytes_; seg <= (end - 1) / segment_bytes_; ++seg)
     if (owner_[seg] != c) return false;
   return true;

@@ -5,7 +5,8 @@
 // only through the VRAM SlotWriter); the control segment is a memfd in both.
 //
 // Slot k of class c sits at pool offset k * stride(c). It is usable only while every
-// segment it touches belongs to class c; segments move between classes whole, and only
+// segment it touches belongs to class c (in an external pool, whose segments are separate
+// device allocations, only when it lies inside one segment); segments move between classes whole, and only
 // when every slot touching them is empty. The pool never holds more than pool_bytes.
 // Thread safety: not thread-safe; the ExpertCache calls it under its lock. The
 // accessors of immutable facts (base, fds, sizes) may be called from any thread.
@@ -118,6 +119,7 @@ class Pool {
   std::vector<std::unique_ptr<ShmSegment>> segments_;  // host backend only
   std::vector<int> external_fds_;                      // external pools: borrowed
   uint32_t segment_count_ = 0;
+  bool contiguous_ = true;  // host: one mapping, so a slot may span adjacent segments
   std::string backend_ = "host";
   std::string device_uuid_;
   std::vector<uint32_t> owner_;  // per segment: class or kNoClass
