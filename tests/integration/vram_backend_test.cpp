@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "moepool/moepool.h"
 #include "tests/integration/daemon_harness.h"
 
 #ifdef MOEPOOL_DAEMON_HAVE_VULKAN
@@ -94,6 +95,28 @@ TEST_F(VramFixture, WorkersImportSegmentsAndSeeFileBytesThroughEvictions) {
   EXPECT_GT(st->upload_bytes, 0u);
   EXPECT_GT(st->upload_busy_ns, 0u);
   EXPECT_EQ(st->read_errors, 0u);
+}
+
+// Negative control: the worker's check must notice a wrong byte that reached VRAM.
+TEST_F(VramFixture, WorkerNoticesACorruptedByteInVram) {
+  if (auto why = no_vram_reason(); !why.empty()) GTEST_SKIP() << why;
+  std::string a = synth("a.gguf", aligned_model());
+  char* file = nullptr;
+  char* err = nullptr;
+  uint64_t offset = 0, bytes = 0;
+  ASSERT_EQ(moepool_debug_expert_extent(a.c_str(), 1, 5, 2, &file, &offset, &bytes, &err), 0)
+      << (err ? err : "");
+  moepool_free(file);
+  start_daemon("8M",
+               {"--config", config("backend = \"vulkan\"\nsegment_size = \"2M\""),
+                "--corrupt-file-offset", std::to_string(offset + bytes / 2)},
+               "moepoold-corrupt");
+  auto [rc, out] = run({test_bin("vram_worker"), socket_, a, "1:4,5,6"});
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("layer 1 expert 5 projection 2 differs from the file at byte " +
+                     std::to_string(bytes / 2)),
+            std::string::npos)
+      << out;
 }
 
 TEST_F(VramFixture, ClientNeverMapsVramButHandsOutSegmentFds) {
