@@ -21,7 +21,7 @@ constexpr uint32_t kReduceThreads = 256;
 
 // Specialization constant ids shared by the shaders (kernels/shaders/*.comp).
 constexpr uint32_t kSpecWorkgroup = 0, kSpecSegments = 1, kSpecRows = 2, kSpecTile = 3,
-                   kSpecModeDown = 4;
+                   kSpecModeDown = 4, kSpecRowsAtOnce = 5;
 
 struct DecodePush {
   uint32_t n_embd, n_ff, top_k, n_tokens;
@@ -304,7 +304,8 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
     const std::vector<std::pair<uint32_t, uint32_t>> sc = {
         {kSpecWorkgroup, tuning.decode_workgroup},
         {kSpecSegments, nseg},
-        {kSpecRows, tuning.decode_rows}};
+        {kSpecRows, tuning.decode_rows},
+        {kSpecRowsAtOnce, tuning.decode_rows_at_once}};
     auto gu = pipeline({std::string("moe_decode_gate_up_") + moe_gpu_variant(s.gate_up_type),
                         {nseg, 1, 1, 1}, sizeof(DecodePush), sc});
     if (!gu.ok()) return gu.status();
@@ -499,8 +500,15 @@ Status MoeGpu::set_tuning(const MoeGpuTuning& t) {
     return InvalidArgument("set_tuning: decode_workgroup " + std::to_string(r.decode_workgroup) +
                            " exceeds the device's workgroup limit");
   }
+  if (r.decode_rows_at_once == 0) r.decode_rows_at_once = 2;
+  if (r.decode_rows_at_once > 4) {
+    return InvalidArgument("set_tuning: decode_rows_at_once " +
+                           std::to_string(r.decode_rows_at_once) + " is not 1..4");
+  }
   const uint32_t sg = std::max(1u, impl_->dev.subgroup_size());
-  if (r.decode_rows == 0) r.decode_rows = std::max(1u, r.decode_workgroup / sg);
+  if (r.decode_rows == 0) {
+    r.decode_rows = std::max(1u, r.decode_workgroup / sg) * r.decode_rows_at_once;
+  }
   if (r.prefill_rows == 0) {
     // 64 rows need (2 * 32 * 64 + 32 * 128) floats of shared memory at tile 128.
     r.prefill_rows = lim.maxComputeSharedMemorySize >= 32768 ? 64 : 32;

@@ -45,9 +45,12 @@ struct MoeGpuShape {
 // Launch parameters, fed to the kernels as specialization constants (no recompile):
 // the bench tunes them on the target GPU. 0 = the default for the device.
 struct MoeGpuTuning {
-  uint32_t decode_workgroup = 0;     // threads per decode workgroup (default 128)
-  uint32_t decode_rows = 0;          // rows per decode workgroup (default workgroup/subgroup)
-  uint32_t prefill_rows = 0;         // weight rows per prefill workgroup: 32 or 64 (default 64)
+  uint32_t decode_workgroup = 0;  // threads per decode workgroup (default 128)
+  uint32_t decode_rows = 0;       // rows per decode workgroup (default: subgroups * rows_at_once)
+  uint32_t prefill_rows = 0;      // weight rows per prefill workgroup: 32 or 64 (default 64)
+  // Rows one subgroup computes at once in decode, 1..4 (default 2): each activation loaded
+  // serves that many rows, so L1 traffic for x/h falls below the weights' HBM traffic.
+  uint32_t decode_rows_at_once = 0;
 };
 
 // Decode takes at most this many tokens per call (the kernel keeps a sum per token).

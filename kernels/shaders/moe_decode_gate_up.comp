@@ -1,13 +1,16 @@
 // variants: Q4_K Q8_0 F16
 // Decode, first half: for each routed (token, k) pair (workgroup y) and each of the
 // workgroup's ROWS rows r of n_ff, h[pair][r] = silu(gate_e[r] . x[t]) * (up_e[r] . x[t]).
-// One subgroup per row at a time: its lanes split the row's units (16-byte loads of quant
-// data, consecutive lanes on consecutive bytes), then subgroupAdd.
+// One subgroup per NR rows at a time: its lanes split the rows' units (16-byte loads of
+// quant data, consecutive lanes on consecutive bytes), then subgroupAdd.
 #version 450
 #include "moe_weights.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 2) const uint ROWS = 4;  // rows per workgroup
+layout(constant_id = 2) const uint ROWS = 8;  // rows per workgroup
+// Rows one subgroup computes at once: each x value loaded is used NR times (x reads, not
+// weight reads, would otherwise bound the kernel on L1 bandwidth).
+layout(constant_id = 5) const uint NR = 2;
 
 // Per pair (t * top_k + k), 8 words: token, router weight bits, gate seg, gate byte offset,
 // up seg, up offset, down seg, down offset.
@@ -33,17 +36,28 @@ void main() {
   const uint units = units_per_row(pc.n_embd);
   const uint x0 = token * pc.n_embd;
   const uint row_end = min((gl_WorkGroupID.x + 1u) * ROWS, pc.n_ff);
-  for (uint r = gl_WorkGroupID.x * ROWS + gl_SubgroupID; r < row_end; r += gl_NumSubgroups) {
-    float g = 0.0, u = 0.0;
+  for (uint r0 = gl_WorkGroupID.x * ROWS + gl_SubgroupID * NR; r0 < row_end;
+       r0 += gl_NumSubgroups * NR) {
+    // Rows past row_end are clamped to it (computed twice, written once).
+    float g[NR], u[NR];
+    for (uint j = 0u; j < NR; ++j) {
+      g[j] = 0.0;
+      u[j] = 0.0;
+    }
     for (uint i = gl_SubgroupInvocationID; i < units; i += gl_SubgroupSize) {
       vec4 xs[XV];
       vec2 sums;
       unit_x(x0, i, xs, sums);
-      g += unit_dot(gs, go + r * rb, i, xs, sums);
-      u += unit_dot(us, uo + r * rb, i, xs, sums);
+      for (uint j = 0u; j < NR; ++j) {
+        const uint r = min(r0 + j, row_end - 1u);
+        g[j] += unit_dot(gs, go + r * rb, i, xs, sums);
+        u[j] += unit_dot(us, uo + r * rb, i, xs, sums);
+      }
     }
-    g = subgroupAdd(g);
-    u = subgroupAdd(u);
-    if (subgroupElect()) h[p * pc.n_ff + r] = silu(g) * u;
+    for (uint j = 0u; j < NR; ++j) {
+      const float gj = subgroupAdd(g[j]);
+      const float uj = subgroupAdd(u[j]);
+      if (subgroupElect() && r0 + j < row_end) h[p * pc.n_ff + r0 + j] = silu(gj) * uj;
+    }
   }
 }

@@ -174,6 +174,11 @@ double nmse(const std::vector<float>& got, const std::vector<float>& ref) {
   return den > 0 ? num / den : num;
 }
 
+void expect_error(const Status& st, const std::string& needle) {
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(needle), std::string::npos) << st.message();
+}
+
 // One device and one MoeGpu for the whole suite (pipelines are built once).
 class MoeGpuTest : public ::testing::Test {
  protected:
@@ -287,6 +292,37 @@ TEST_F(MoeGpuTest, ReadsTheExpertTheTableNames) {
   EXPECT_GT(nmse(out, unswapped), 1e-3);
 }
 
+// The launch shape is a tuning knob, never a correctness one: odd rows per workgroup (so a
+// subgroup's rows run past the workgroup's end and are clamped), one and four rows at once,
+// small and large workgroups, 32-row prefill blocks.
+TEST_F(MoeGpuTest, TuningDoesNotChangeTheResult) {
+  auto l = layer(GgmlType::Q4_K, GgmlType::Q8_0, 6);
+  ASSERT_TRUE(l);
+  Routing r = make_routing(3, false, 60);
+  std::vector<float> ref = reference(*l, r);
+  Routing p = make_routing(40, true, 61);
+  std::vector<float> pref = reference(*l, p);
+  const MoeGpuTuning tunings[] = {
+      {.decode_workgroup = 64, .decode_rows = 5, .prefill_rows = 32, .decode_rows_at_once = 3},
+      {.decode_workgroup = 32, .decode_rows = 1, .prefill_rows = 64, .decode_rows_at_once = 1},
+      {.decode_workgroup = 256, .decode_rows = 0, .prefill_rows = 0, .decode_rows_at_once = 4},
+  };
+  for (const MoeGpuTuning& t : tunings) {
+    ASSERT_TRUE(gpu_->set_tuning(t).ok());
+    std::vector<float> out(r.x.size(), NAN);
+    ASSERT_TRUE(gpu_->decode(l->shape, l->locs, r.x, r.ids, r.weights, out).ok());
+    EXPECT_LT(nmse(out, ref), kMaxNmse) << "decode, workgroup " << t.decode_workgroup
+                                        << " rows " << t.decode_rows << " at once "
+                                        << t.decode_rows_at_once;
+    std::vector<float> pout(p.x.size(), NAN);
+    ASSERT_TRUE(gpu_->prefill(l->shape, l->locs, p.x, p.ids, p.weights, 128, pout).ok());
+    EXPECT_LT(nmse(pout, pref), kMaxNmse) << "prefill rows " << t.prefill_rows;
+  }
+  expect_error(gpu_->set_tuning({.decode_rows_at_once = 5}), "decode_rows_at_once 5");
+  expect_error(gpu_->set_tuning({.prefill_rows = 48}), "prefill_rows 48");
+  ASSERT_TRUE(gpu_->set_tuning({}).ok());
+}
+
 TEST_F(MoeGpuTest, TimedRunsGiveTheSameResult) {
   if (device_->timestamp_period_ns() <= 0) GTEST_SKIP() << "queue has no timestamps";
   auto l = layer(GgmlType::Q4_K, GgmlType::Q4_K, 8);
@@ -304,11 +340,6 @@ TEST_F(MoeGpuTest, TimedRunsGiveTheSameResult) {
   t = gpu_->time_prefill(l->shape, l->locs, p.x, p.ids, p.weights, 64, 2, out);
   ASSERT_TRUE(t.ok()) << t.status().message();
   EXPECT_LT(nmse(out, ref), kMaxNmse);
-}
-
-void expect_error(const Status& st, const std::string& needle) {
-  EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.message().find(needle), std::string::npos) << st.message();
 }
 
 TEST_F(MoeGpuTest, RefusesBadArguments) {
