@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -247,7 +248,8 @@ Result<DeviceUuid> parse_uuid(std::string_view text) {
 }
 
 Result<kernels::ExpertLocation> lease_location(const Lease& lease, uint64_t segment_bytes,
-                                               uint32_t segment_count) {
+                                               uint32_t segment_count,
+                                               std::span<const uint64_t> buffer_bytes) {
   const std::string who = "lease of expert " + std::to_string(lease.expert);
   if (segment_bytes == 0) return InvalidArgument(who + ": segment_bytes is 0");
   const uint64_t slot = lease.slot_index * lease.stride;
@@ -262,11 +264,11 @@ Result<kernels::ExpertLocation> lease_location(const Lease& lease, uint64_t segm
   bool gate = false, up = false, down = false;
   for (const ProjectionView& p : lease.projections) {
     const uint64_t off = base + p.offset_in_slot;
-    if (off + p.bytes > segment_bytes)
+    if (segment < buffer_bytes.size() && off + p.bytes > buffer_bytes[segment])
       return InvalidArgument(who + ": projection " + std::to_string(static_cast<int>(p.kind)) +
                              " [" + std::to_string(off) + ", +" + std::to_string(p.bytes) +
-                             ") crosses the end of segment " + std::to_string(segment) + " (" +
-                             std::to_string(segment_bytes) + " bytes)");
+                             ") of segment " + std::to_string(segment) + " lies past the " +
+                             std::to_string(buffer_bytes[segment]) + " bytes imported from it");
     kernels::ProjLocation a{static_cast<uint32_t>(segment), off};
     switch (p.kind) {
       case Projection::kGate:
@@ -301,16 +303,44 @@ void ImportedPool::add(ImportedSegment s) {
 Result<std::unique_ptr<ImportedPool>> ImportedPool::import_host(const Device& d,
                                                                 const uint8_t* base,
                                                                 uint64_t segment_bytes,
-                                                                uint32_t segment_count) {
+                                                                uint32_t segment_count,
+                                                                uint32_t window) {
+  if (window == 0) return InvalidArgument("host pool import: window of 0 segments");
   std::unique_ptr<ImportedPool> pool(new ImportedPool());
   pool->segment_bytes_ = segment_bytes;
   for (uint32_t i = 0; i < segment_count; ++i) {
-    auto s = import_host_segment(d, base ? base + uint64_t{i} * segment_bytes : nullptr,
-                                 segment_bytes, i);
+    const uint64_t span = std::min<uint64_t>(window, segment_count - i) * segment_bytes;
+    auto s = import_host_segment(d, base ? base + uint64_t{i} * segment_bytes : nullptr, span, i);
     if (!s.ok()) return s.status();
     pool->add(std::move(s).value());
   }
   return pool;
+}
+
+Result<kernels::ExpertLocation> ImportedPool::locate(const Lease& lease) const {
+  return lease_location(lease, segment_bytes_, segment_count(), bytes_);
+}
+
+ImportedPool::Subset ImportedPool::subset(std::span<kernels::ExpertLocation> locations) const {
+  std::vector<uint32_t> used;
+  for (const auto& l : locations)
+    for (uint32_t s : {l.gate.segment, l.up.segment, l.down.segment}) used.push_back(s);
+  std::sort(used.begin(), used.end());
+  used.erase(std::unique(used.begin(), used.end()), used.end());
+  auto index = [&](uint32_t s) {
+    return static_cast<uint32_t>(std::lower_bound(used.begin(), used.end(), s) - used.begin());
+  };
+  for (auto& l : locations) {
+    l.gate.segment = index(l.gate.segment);
+    l.up.segment = index(l.up.segment);
+    l.down.segment = index(l.down.segment);
+  }
+  Subset out;
+  for (uint32_t s : used) {
+    out.buffers.push_back(buffers_[s]);
+    out.bytes.push_back(bytes_[s]);
+  }
+  return out;
 }
 
 Result<std::unique_ptr<ImportedPool>> ImportedPool::import_fds(const Device& d,

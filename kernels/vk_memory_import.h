@@ -109,25 +109,38 @@ Result<DeviceUuid> parse_uuid(std::string_view text);
 // Locates a lease's projections in a pool of `segment_bytes` segments, as the table MoeGpu
 // reads: slot k of stride s starts at pool offset k * s, i.e. in segment
 // (k * s) / segment_bytes at offset (k * s) % segment_bytes; each projection adds its
-// offset_in_slot. Works for leases of VRAM pools, whose data pointers are null. A fused
-// gate_up projection gives gate its first half (the first n_ff rows) and up its second.
-// kInvalidArgument naming the expert when the lease lacks down or gate+up (or gate_up), or
-// a projection lies past the pool (`segment_count`; 0 skips that check) or crosses its
-// segment's end.
+// offset_in_slot (all of a slot's projections get the segment its first byte lies in, so
+// the offset may pass segment_bytes in a host pool, where a slot may straddle into the
+// next segment: ImportedPool's windows cover that). Works for leases of VRAM pools, whose
+// data pointers are null. A fused gate_up projection gives gate its first half (the first
+// n_ff rows) and up its second. kInvalidArgument naming the expert when the lease lacks
+// down or gate+up (or gate_up), its slot lies past `segment_count` segments (0: not
+// checked), or a projection ends past buffer_bytes[segment] (the bytes imported as that
+// segment's buffer; empty: not checked).
 Result<kernels::ExpertLocation> lease_location(const Lease& lease, uint64_t segment_bytes,
-                                               uint32_t segment_count = 0);
+                                               uint32_t segment_count = 0,
+                                               std::span<const uint64_t> buffer_bytes = {});
 
-// Every segment of one worker pool imported into one Device, in pool order. Destroying it
-// destroys every buffer and frees every import (see ImportedSegment), and must happen
-// before the Device and (host pools) the Client are destroyed.
+// Every segment of one worker pool imported into one Device, in pool order: buffer i
+// starts at segment i, so a lease's (segment, offset) from lease_location() indexes it.
+// Host pools may hold a slot across two neighbouring segments (their mapping is
+// contiguous), so buffer i of a host pool is a window over segments i .. i+window-1 (the
+// same host pages imported again by the next window; nothing is copied). VRAM pools never
+// straddle (the daemon keeps each slot inside one exported segment): buffer i is segment i.
+// Destroying it destroys every buffer and frees every import (see ImportedSegment), and
+// must happen before the Device and (host pools) the Client are destroyed.
 class ImportedPool {
  public:
-  // Imports a host pool mapped at `base`: segment i is [base + i * segment_bytes,
-  // + segment_bytes). Fails as import_host_segment does, naming the first bad segment.
+  // Imports a host pool mapped at `base` (segment_count segments of segment_bytes, at
+  // consecutive addresses): buffer i covers [base + i * segment_bytes, + min(window,
+  // segment_count - i) * segment_bytes). `window` >= 1 segments; the default 2 reaches
+  // every slot whose stride is at most one segment. Fails as import_host_segment does,
+  // naming the first bad segment.
   static Result<std::unique_ptr<ImportedPool>> import_host(const Device& device,
                                                            const uint8_t* base,
                                                            uint64_t segment_bytes,
-                                                           uint32_t segment_count);
+                                                           uint32_t segment_count,
+                                                           uint32_t window = 2);
   // Imports a VRAM pool from one fd per segment (in pool order; every fd is consumed as
   // import_fd_segment says, including those after a failing one). Refuses the whole pool
   // if `exporter` is not this device's UUID.
@@ -136,16 +149,25 @@ class ImportedPool {
                                                           uint64_t segment_bytes,
                                                           const DeviceUuid& exporter);
 
+  // Buffers (one per pool segment) and the pool's segment size.
   uint32_t segment_count() const { return static_cast<uint32_t>(segments_.size()); }
   uint64_t segment_bytes() const { return segment_bytes_; }
   const ImportedSegment& segment(uint32_t i) const { return segments_[i]; }
-  // One VkBuffer per segment and their sizes, in pool order (what MoeGpu binds).
+  // One VkBuffer per segment and its size (a host pool's window), in pool order: what
+  // MoeGpu binds when segment_count() <= max_segments().
   std::span<const VkBuffer> buffers() const { return buffers_; }
   std::span<const uint64_t> bytes() const { return bytes_; }
-  // lease_location() in this pool.
-  Result<kernels::ExpertLocation> locate(const Lease& lease) const {
-    return lease_location(lease, segment_bytes_, segment_count());
-  }
+  // lease_location() in this pool, checked to lie inside buffer `segment`.
+  Result<kernels::ExpertLocation> locate(const Lease& lease) const;
+
+  // The buffers a set of expert locations reads, renumbered densely: for a pool with more
+  // segments than MoeGpu::max_segments() binds at once. Rewrites every location's segment
+  // indexes to index `buffers` (ascending pool order) and returns what to bind.
+  struct Subset {
+    std::vector<VkBuffer> buffers;
+    std::vector<uint64_t> bytes;
+  };
+  Subset subset(std::span<kernels::ExpertLocation> locations) const;
 
  private:
   ImportedPool() = default;

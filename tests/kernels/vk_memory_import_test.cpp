@@ -122,6 +122,9 @@ TEST(VkMemoryImport, HostSegmentsOfAReadOnlyMemfdMappingAreReadByTheGpu) {
   ASSERT_TRUE(pool.ok()) << pool.status().to_string();
   ASSERT_EQ((*pool)->segment_count(), 3u);
   ASSERT_EQ((*pool)->buffers().size(), 3u);
+  // Windows of two segments, the last one shorter: a slot may straddle two host segments.
+  EXPECT_EQ((*pool)->bytes()[0], 2 * seg);
+  EXPECT_EQ((*pool)->bytes()[1], 2 * seg);
   EXPECT_EQ((*pool)->bytes()[2], seg);
 
   Readback rb(*dev, 3 * seg);
@@ -131,6 +134,32 @@ TEST(VkMemoryImport, HostSegmentsOfAReadOnlyMemfdMappingAreReadByTheGpu) {
     ASSERT_TRUE(st.ok()) << st.to_string();
   }
   EXPECT_EQ(std::memcmp(rb.data(), m.data, 3 * seg), 0) << "the GPU read other bytes";
+  // Window 0 reaches into segment 1.
+  Status st = gpu_copy(*dev, (*pool)->buffers()[0], seg - 100, rb.buffer(), 0, 200);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(std::memcmp(rb.data(), m.data + seg - 100, 200), 0);
+}
+
+TEST(VkMemoryImport, SubsetBindsOnlyTheSegmentsLocationsUse) {
+  OPEN_DEVICE_OR_SKIP(dev);
+  if (!dev->has_external_memory_host())
+    GTEST_SKIP() << dev->name() << " has no VK_EXT_external_memory_host";
+  const uint64_t seg = 16 * 1024;
+  ReadOnlyMapping m(6 * seg, 2);
+  ASSERT_NE(m.data, nullptr);
+  auto pool = ImportedPool::import_host(*dev, m.data, seg, 6, 1);
+  ASSERT_TRUE(pool.ok()) << pool.status().to_string();
+  EXPECT_EQ((*pool)->bytes()[0], seg);
+  std::vector<kernels::ExpertLocation> locs = {{{5, 0}, {5, 64}, {2, 0}}, {{2, 8}, {4, 0}, {4, 8}}};
+  auto sub = (*pool)->subset(locs);
+  ASSERT_EQ(sub.buffers.size(), 3u);
+  EXPECT_EQ(sub.buffers[0], (*pool)->buffers()[2]);
+  EXPECT_EQ(sub.buffers[1], (*pool)->buffers()[4]);
+  EXPECT_EQ(sub.buffers[2], (*pool)->buffers()[5]);
+  EXPECT_EQ(locs[0].gate.segment, 2u);
+  EXPECT_EQ(locs[0].up.offset, 64u);
+  EXPECT_EQ(locs[0].down.segment, 0u);
+  EXPECT_EQ(locs[1].up.segment, 1u);
 }
 
 TEST(VkMemoryImport, MisalignedHostPointerOrSizeIsRefusedByName) {
@@ -159,7 +188,7 @@ TEST(VkMemoryImport, MisalignedHostPointerOrSizeIsRefusedByName) {
       << size.status().message();
 
   // A pool whose segment size is not aligned fails at its first segment.
-  auto pool = ImportedPool::import_host(*dev, m.data, align / 2, 2);
+  auto pool = ImportedPool::import_host(*dev, m.data, align / 2, 2, /*window=*/1);
   ASSERT_FALSE(pool.ok());
   EXPECT_NE(pool.status().message().find("segment 0"), std::string::npos);
 }
@@ -302,12 +331,19 @@ TEST(VkMemoryImport, LeaseLocationSplitsSlotOffsetsBySegment) {
   EXPECT_EQ(a->down.segment, 3u);
   EXPECT_EQ(a->down.offset, 12288u + 2048);
 
-  // Out of the pool, or crossing a segment's end, is refused by name.
+  // Out of the pool, or past the bytes imported as its segment's buffer, is refused by name.
   auto out = lease_location(l, 16384, 3);
   ASSERT_FALSE(out.ok());
   EXPECT_NE(out.status().message().find("expert 9"), std::string::npos);
-  l.projections[2].bytes = 5000;
-  EXPECT_FALSE(lease_location(l, 16384, 4).ok());
+  l.projections[2].bytes = 5000;  // [14336, 19336): past segment 3's end
+  const uint64_t one[] = {16384, 16384, 16384, 16384, 16384};
+  const uint64_t two[] = {32768, 32768, 32768, 32768, 16384};
+  auto past = lease_location(l, 16384, 5, one);
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.status().message().find("[14336, +5000)"), std::string::npos)
+      << past.status().message();
+  // A host pool's window of two segments holds the slot straddling into segment 4.
+  EXPECT_TRUE(lease_location(l, 16384, 5, two).ok());
 
   // Fused gate_up: gate is its first half, up its second.
   l.projections = {{Projection::kGateUp, nullptr, 2000, 0},
