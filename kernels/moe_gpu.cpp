@@ -64,8 +64,8 @@ struct MoeCall {
   MoeGpuShape shape;
   uint32_t n_tokens = 0;
   uint32_t n_pairs = 0;
-  uint32_t tile = 0;     // 0: decode
-  uint32_t n_tiles = 0;  // prefill
+  uint32_t tile = 0;            // 0: decode
+  uint32_t n_tiles = 0;         // prefill
   std::vector<uint32_t> table;  // decode: per pair; prefill: per tile (kTableWords each)
   std::vector<uint32_t> pairs;  // prefill: sorted (token, k)
 };
@@ -106,9 +106,8 @@ struct MoeGpu::Impl {
   Status record_work(const MoeCall& call, uint32_t repeats, bool timed);
   Status record_download(const MoeCall& call);
   void read_out(const MoeCall& call, std::span<float> out) const;
-  Result<double> run(const MoeCall& call, std::span<const float> x,
-                     std::span<const float> weights, std::span<float> out, uint32_t repeats,
-                     bool timed);
+  Result<double> run(const MoeCall& call, std::span<const float> x, std::span<const float> weights,
+                     std::span<float> out, uint32_t repeats, bool timed);
 };
 
 Result<vk::ComputePipeline*> MoeGpu::Impl::pipeline(const vk::PipelineSpec& spec) {
@@ -188,9 +187,8 @@ Result<VkDescriptorSet> MoeGpu::Impl::make_set(const vk::ComputePipeline& p, boo
 Result<MoeCall> MoeGpu::Impl::prepare(const char* fn, const MoeGpuShape& shape,
                                       std::span<const ExpertLocation> experts,
                                       std::span<const float> x, std::span<const uint32_t> ids,
-                                      std::span<const float> weights,
-                                      std::span<const float> out, bool prefill,
-                                      uint32_t tile) {
+                                      std::span<const float> weights, std::span<const float> out,
+                                      bool prefill, uint32_t tile) {
   MoeGpuLimits limits{segment_bytes, dev.limits().maxStorageBufferRange,
                       dev.limits().maxComputeWorkGroupCount[1]};
   if (prefill && tile == 0) {
@@ -307,18 +305,22 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
         {kSpecRows, tuning.decode_rows},
         {kSpecRowsAtOnce, tuning.decode_rows_at_once}};
     auto gu = pipeline({std::string("moe_decode_gate_up_") + moe_gpu_variant(s.gate_up_type),
-                        {nseg, 1, 1, 1}, sizeof(DecodePush), sc});
+                        {nseg, 1, 1, 1},
+                        sizeof(DecodePush),
+                        sc});
     if (!gu.ok()) return gu.status();
     auto dn = pipeline({std::string("moe_decode_down_") + moe_gpu_variant(s.down_type),
-                        {nseg, 1, 1, 1}, sizeof(DecodePush), sc});
+                        {nseg, 1, 1, 1},
+                        sizeof(DecodePush),
+                        sc});
     if (!dn.ok()) return dn.status();
     auto set_gu = make_set(**gu, true, {table, act, *h});
     if (!set_gu.ok()) return set_gu.status();
     auto set_dn = make_set(**dn, true, {table, *h, *out});
     if (!set_dn.ok()) return set_dn.status();
     const DecodePush push{s.n_embd, s.n_ff, s.top_k, call.n_tokens};
-    steps.push_back({*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, tuning.decode_rows),
-                     call.n_pairs});
+    steps.push_back(
+        {*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, tuning.decode_rows), call.n_pairs});
     steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, tuning.decode_rows), 1});
   } else {
     auto partial = scratch(kPartial, uint64_t{call.n_pairs} * s.n_embd * 4);
@@ -331,10 +333,14 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
                                                         {kSpecModeDown, mode}};
     };
     auto gu = pipeline({std::string("moe_prefill_matmul_") + moe_gpu_variant(s.gate_up_type),
-                        {nseg, 1, 1, 1, 1}, sizeof(PrefillPush), spec(0)});
+                        {nseg, 1, 1, 1, 1},
+                        sizeof(PrefillPush),
+                        spec(0)});
     if (!gu.ok()) return gu.status();
     auto dn = pipeline({std::string("moe_prefill_matmul_") + moe_gpu_variant(s.down_type),
-                        {nseg, 1, 1, 1, 1}, sizeof(PrefillPush), spec(1)});
+                        {nseg, 1, 1, 1, 1},
+                        sizeof(PrefillPush),
+                        spec(1)});
     if (!dn.ok()) return dn.status();
     auto red = pipeline({"moe_prefill_reduce", {1, 1, 1}, sizeof(ReducePush), {}});
     if (!red.ok()) return red.status();
@@ -346,12 +352,12 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
     if (!set_red.ok()) return set_red.status();
     const PrefillPush push{s.n_embd, s.n_ff, s.top_k};
     const ReducePush rpush{s.n_embd, s.top_k, call.n_tokens};
-    steps.push_back({*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, tuning.prefill_rows),
-                     call.n_tiles});
-    steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, tuning.prefill_rows),
-                     call.n_tiles});
-    steps.push_back({*red, *set_red, push_bytes(rpush), ceil_div(s.n_embd, kReduceThreads),
-                     call.n_tokens});
+    steps.push_back(
+        {*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, tuning.prefill_rows), call.n_tiles});
+    steps.push_back(
+        {*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, tuning.prefill_rows), call.n_tiles});
+    steps.push_back(
+        {*red, *set_red, push_bytes(rpush), ceil_div(s.n_embd, kReduceThreads), call.n_tokens});
   }
 
   if (timed) {
@@ -437,8 +443,8 @@ Result<std::unique_ptr<MoeGpu>> MoeGpu::create(const vk::Device& device) {
                        " lacks subgroup basic+arithmetic operations in compute shaders");
   }
   const VkPhysicalDeviceLimits& lim = device.limits();
-  const uint32_t per_stage = std::min(lim.maxPerStageDescriptorStorageBuffers,
-                                      lim.maxDescriptorSetStorageBuffers);
+  const uint32_t per_stage =
+      std::min(lim.maxPerStageDescriptorStorageBuffers, lim.maxDescriptorSetStorageBuffers);
   if (per_stage <= kOtherBindings) {
     return Unavailable("MoeGpu: " + device.name() + " allows only " + std::to_string(per_stage) +
                        " storage buffers per shader stage");
@@ -472,8 +478,8 @@ Status MoeGpu::bind_segments(std::span<const VkBuffer> buffers, std::span<const 
                            std::to_string(bytes.size()) + " sizes");
   }
   if (buffers.empty() || buffers.size() > impl_->seg_slots) {
-    return InvalidArgument("bind_segments: " + std::to_string(buffers.size()) +
-                           " segments; 1 to " + std::to_string(impl_->seg_slots) + " allowed");
+    return InvalidArgument("bind_segments: " + std::to_string(buffers.size()) + " segments; 1 to " +
+                           std::to_string(impl_->seg_slots) + " allowed");
   }
   const uint64_t range = impl_->dev.limits().maxStorageBufferRange;
   for (size_t i = 0; i < buffers.size(); ++i) {
@@ -481,9 +487,9 @@ Status MoeGpu::bind_segments(std::span<const VkBuffer> buffers, std::span<const 
       return InvalidArgument("bind_segments: buffers[" + std::to_string(i) + "] is null");
     }
     if (bytes[i] == 0 || bytes[i] > range) {
-      return InvalidArgument("bind_segments: bytes[" + std::to_string(i) + "] = " +
-                             std::to_string(bytes[i]) + " is not in 1..maxStorageBufferRange (" +
-                             std::to_string(range) + ")");
+      return InvalidArgument("bind_segments: bytes[" + std::to_string(i) +
+                             "] = " + std::to_string(bytes[i]) +
+                             " is not in 1..maxStorageBufferRange (" + std::to_string(range) + ")");
     }
   }
   impl_->segments.assign(buffers.begin(), buffers.end());
@@ -554,8 +560,8 @@ Result<double> MoeGpu::time_decode(const MoeGpuShape& shape,
 Result<double> MoeGpu::time_prefill(const MoeGpuShape& shape,
                                     std::span<const ExpertLocation> experts,
                                     std::span<const float> x, std::span<const uint32_t> ids,
-                                    std::span<const float> weights, uint32_t tile,
-                                    uint32_t repeats, std::span<float> out) {
+                                    std::span<const float> weights, uint32_t tile, uint32_t repeats,
+                                    std::span<float> out) {
   if (impl_->dev.timestamp_period_ns() <= 0) {
     return FailedPrecondition("time_prefill: the compute queue has no timestamps");
   }

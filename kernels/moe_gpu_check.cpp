@@ -37,8 +37,8 @@ Status check_proj(const char* fn, uint32_t expert, const char* name, const ProjL
   const uint64_t seg = limits.segment_bytes[p.segment];
   if (p.offset > seg || bytes > seg - p.offset) {
     return InvalidArgument(where + ": offset " + str(p.offset) + " + " + str(bytes) +
-                           " bytes is past the end of segment " + str(p.segment) + " (" +
-                           str(seg) + " bytes)");
+                           " bytes is past the end of segment " + str(p.segment) + " (" + str(seg) +
+                           " bytes)");
   }
   return Status::Ok();
 }
@@ -47,26 +47,33 @@ Status check_proj(const char* fn, uint32_t expert, const char* name, const ProjL
 
 const char* moe_gpu_variant(GgmlType type) {
   switch (type) {
-    case GgmlType::Q4_K: return "q4_k";
-    case GgmlType::Q8_0: return "q8_0";
-    case GgmlType::F16: return "f16";
-    default: return nullptr;
+    case GgmlType::Q4_K:
+      return "q4_k";
+    case GgmlType::Q8_0:
+      return "q8_0";
+    case GgmlType::F16:
+      return "f16";
+    default:
+      return nullptr;
   }
 }
 
 uint64_t moe_gpu_row_bytes(GgmlType type, uint32_t cols) {
   switch (type) {
-    case GgmlType::Q4_K: return uint64_t{cols} / kQ4_KBlockSize * kQ4_KBlockBytes;
-    case GgmlType::Q8_0: return uint64_t{cols} / kQ8_0BlockSize * kQ8_0BlockBytes;
-    default: return uint64_t{cols} * 2;
+    case GgmlType::Q4_K:
+      return uint64_t{cols} / kQ4_KBlockSize * kQ4_KBlockBytes;
+    case GgmlType::Q8_0:
+      return uint64_t{cols} / kQ8_0BlockSize * kQ8_0BlockBytes;
+    default:
+      return uint64_t{cols} * 2;
   }
 }
 
 Result<uint32_t> check_moe_call(const char* fn, const MoeGpuShape& shape,
-                                std::span<const ExpertLocation> experts,
-                                std::span<const float> x, std::span<const uint32_t> ids,
-                                std::span<const float> weights, std::span<const float> out,
-                                uint32_t tile, uint32_t max_tokens, const MoeGpuLimits& limits) {
+                                std::span<const ExpertLocation> experts, std::span<const float> x,
+                                std::span<const uint32_t> ids, std::span<const float> weights,
+                                std::span<const float> out, uint32_t tile, uint32_t max_tokens,
+                                const MoeGpuLimits& limits) {
   const std::string f = fn;
   if (!moe_gpu_variant(shape.gate_up_type)) {
     return InvalidArgument(f + ": shape.gate_up_type " +
@@ -74,8 +81,7 @@ Result<uint32_t> check_moe_call(const char* fn, const MoeGpuShape& shape,
                            " is not supported (q4_K, q8_0, f16 are)");
   }
   if (!moe_gpu_variant(shape.down_type)) {
-    return InvalidArgument(f + ": shape.down_type " +
-                           std::string(ggml_type_name(shape.down_type)) +
+    return InvalidArgument(f + ": shape.down_type " + std::string(ggml_type_name(shape.down_type)) +
                            " is not supported (q4_K, q8_0, f16 are)");
   }
   MOEPOOL_RETURN_IF_ERROR(check_cols(fn, "n_embd", shape.gate_up_type, shape.n_embd));
@@ -95,14 +101,12 @@ Result<uint32_t> check_moe_call(const char* fn, const MoeGpuShape& shape,
                            str(limits.max_group_count_y) + " workgroups; split the batch");
   }
   if (out.size() != x.size()) {
-    return InvalidArgument(f + ": out has " + str(out.size()) + " floats, x has " +
-                           str(x.size()));
+    return InvalidArgument(f + ": out has " + str(out.size()) + " floats, x has " + str(x.size()));
   }
   const uint64_t n_pairs = n_tokens * shape.top_k;
   if (ids.size() != n_pairs || weights.size() != n_pairs) {
     return InvalidArgument(f + ": ids (" + str(ids.size()) + ") and weights (" +
-                           str(weights.size()) + ") must hold n_tokens * top_k = " +
-                           str(n_pairs));
+                           str(weights.size()) + ") must hold n_tokens * top_k = " + str(n_pairs));
   }
   if (tile != 0 && tile != 32 && tile != 64 && tile != 128) {
     return InvalidArgument(f + ": tile " + str(tile) + " is not 32, 64 or 128");

@@ -31,9 +31,9 @@ uint64_t moe_gpu_row_bytes(GgmlType type, uint32_t cols);
 // max_storage_range. Returns n_tokens, or InvalidArgument naming the field; `fn` prefixes
 // the message. max_tokens == 0: no token limit.
 Result<uint32_t> check_moe_call(const char* fn, const MoeGpuShape& shape,
-                                std::span<const ExpertLocation> experts,
-                                std::span<const float> x, std::span<const uint32_t> ids,
-                                std::span<const float> weights, std::span<const float> out,
-                                uint32_t tile, uint32_t max_tokens, const MoeGpuLimits& limits);
+                                std::span<const ExpertLocation> experts, std::span<const float> x,
+                                std::span<const uint32_t> ids, std::span<const float> weights,
+                                std::span<const float> out, uint32_t tile, uint32_t max_tokens,
+                                const MoeGpuLimits& limits);
 
 }  // namespace moepool::kernels

@@ -58,8 +58,8 @@ namespace {
 Status check_range(const char* fn, const Buffer& b, uint64_t offset, uint64_t bytes) {
   if (offset > b.bytes() || bytes > b.bytes() - offset) {
     return InvalidArgument(std::string(fn) + ": range [" + std::to_string(offset) + ", +" +
-                           std::to_string(bytes) + ") is outside the " +
-                           std::to_string(b.bytes()) + "-byte buffer");
+                           std::to_string(bytes) + ") is outside the " + std::to_string(b.bytes()) +
+                           "-byte buffer");
   }
   return Status::Ok();
 }
@@ -78,8 +78,7 @@ Status copy_and_wait(const Device& device, VkBuffer from, uint64_t from_offset, 
 
 }  // namespace
 
-Status upload(const Device& device, Buffer& dst, uint64_t offset, const void* src,
-              uint64_t bytes) {
+Status upload(const Device& device, Buffer& dst, uint64_t offset, const void* src, uint64_t bytes) {
   MOEPOOL_RETURN_IF_ERROR(check_range("vk::upload", dst, offset, bytes));
   if (bytes == 0) return Status::Ok();
   if (dst.mapped()) {

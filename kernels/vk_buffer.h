@@ -50,8 +50,7 @@ class Buffer {
 // Copies `bytes` from `src` into `dst` at `offset` (a memcpy when dst is mapped, else through
 // a staging buffer and a transfer on the compute queue), and waits. InvalidArgument when the
 // range does not fit.
-Status upload(const Device& device, Buffer& dst, uint64_t offset, const void* src,
-              uint64_t bytes);
+Status upload(const Device& device, Buffer& dst, uint64_t offset, const void* src, uint64_t bytes);
 // Copies `bytes` of `src` at `offset` into `dst`, the same way, and waits.
 Status download(const Device& device, const Buffer& src, uint64_t offset, void* dst,
                 uint64_t bytes);

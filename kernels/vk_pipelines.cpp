@@ -50,8 +50,8 @@ Result<std::unique_ptr<ComputePipeline>> ComputePipeline::create(const Device& d
   std::vector<VkSpecializationMapEntry> entries;
   std::vector<uint32_t> values;
   for (const auto& [id, value] : spec.spec_constants) {
-    entries.push_back({id, static_cast<uint32_t>(values.size() * sizeof(uint32_t)),
-                       sizeof(uint32_t)});
+    entries.push_back(
+        {id, static_cast<uint32_t>(values.size() * sizeof(uint32_t)), sizeof(uint32_t)});
     values.push_back(value);
   }
   VkSpecializationInfo si{};

@@ -19,9 +19,9 @@
 namespace moepool::vk {
 
 struct PipelineSpec {
-  std::string module;                   // embedded module name, e.g. "moe_decode_down_q4_k"
+  std::string module;                    // embedded module name, e.g. "moe_decode_down_q4_k"
   std::vector<uint32_t> binding_counts;  // descriptor count of binding i (storage buffers)
-  uint32_t push_constant_bytes = 0;     // compute-stage push constants, 0 for none
+  uint32_t push_constant_bytes = 0;      // compute-stage push constants, 0 for none
   std::vector<std::pair<uint32_t, uint32_t>> spec_constants;  // (constant_id, 32-bit value)
 };
 

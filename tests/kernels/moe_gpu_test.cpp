@@ -2,6 +2,8 @@
 // every weight type and a mixed one, decode and prefill at every tile width, with experts
 // scattered at odd (legal) offsets over three segment buffers; and the argument checks.
 // Runs on whatever Vulkan device there is (lavapipe in CI); skips without one.
+#include "kernels/moe_gpu.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "kernels/dequant.h"
-#include "kernels/moe_gpu.h"
 #include "kernels/moe_reference.h"
 #include "kernels/vk_buffer.h"
 #include "kernels/vk_device.h"
@@ -120,8 +121,8 @@ Result<std::unique_ptr<Layer>> make_layer(const vk::Device& dev, const MoeGpuSha
     loc.down = place(layer->projs.back(), shape.down_type, e, 2);
     const void* down = layer->projs.back().data();
     layer->locs.push_back(loc);
-    layer->ref.push_back({{shape.gate_up_type, gate}, {shape.gate_up_type, up},
-                          {shape.down_type, down}});
+    layer->ref.push_back(
+        {{shape.gate_up_type, gate}, {shape.gate_up_type, up}, {shape.down_type, down}});
   }
   for (uint32_t s = 0; s < kSegments; ++s) {
     seg[s].resize(seg[s].size() + 2, 0xEE);  // a little slack past the last projection
@@ -220,8 +221,8 @@ class MoeGpuTest : public ::testing::Test {
 
   std::vector<float> reference(const Layer& l, const Routing& r) {
     std::vector<float> out(r.x.size());
-    Status st = moe_ffn_reference({l.shape.n_embd, l.shape.n_ff, l.shape.top_k}, l.ref, r.x,
-                                  r.ids, r.weights, out);
+    Status st = moe_ffn_reference({l.shape.n_embd, l.shape.n_ff, l.shape.top_k}, l.ref, r.x, r.ids,
+                                  r.weights, out);
     EXPECT_TRUE(st.ok()) << st.message();
     return out;
   }
@@ -231,8 +232,8 @@ class MoeGpuTest : public ::testing::Test {
   void check_all(GgmlType gate_up, GgmlType down, uint32_t seed) {
     auto l = layer(gate_up, down, seed);
     ASSERT_TRUE(l);
-    const std::string name = std::string(ggml_type_name(gate_up)) + "/" +
-                             std::string(ggml_type_name(down));
+    const std::string name =
+        std::string(ggml_type_name(gate_up)) + "/" + std::string(ggml_type_name(down));
     for (uint32_t n : {1u, 3u}) {
       Routing r = make_routing(n, false, seed + n);
       std::vector<float> ref = reference(*l, r);
@@ -313,9 +314,8 @@ TEST_F(MoeGpuTest, TuningDoesNotChangeTheResult) {
     ASSERT_TRUE(gpu_->set_tuning(t).ok());
     std::vector<float> out(r.x.size(), NAN);
     ASSERT_TRUE(gpu_->decode(l->shape, l->locs, r.x, r.ids, r.weights, out).ok());
-    EXPECT_LT(nmse(out, ref), kMaxNmse) << "decode, workgroup " << t.decode_workgroup
-                                        << " rows " << t.decode_rows << " at once "
-                                        << t.decode_rows_at_once;
+    EXPECT_LT(nmse(out, ref), kMaxNmse) << "decode, workgroup " << t.decode_workgroup << " rows "
+                                        << t.decode_rows << " at once " << t.decode_rows_at_once;
     std::vector<float> pout(p.x.size(), NAN);
     ASSERT_TRUE(gpu_->prefill(l->shape, l->locs, p.x, p.ids, p.weights, 128, pout).ok());
     EXPECT_LT(nmse(pout, pref), kMaxNmse) << "prefill rows " << t.prefill_rows;
@@ -396,9 +396,9 @@ TEST_F(MoeGpuTest, RefusesBadArguments) {
 
   const uint64_t too_big = device_->limits().maxStorageBufferRange + uint64_t{1};
   const VkBuffer h = l->handles[0];
-  expect_error(gpu_->bind_segments(std::span<const VkBuffer>(&h, 1),
-                                   std::span<const uint64_t>(&too_big, 1)),
-               "bytes[0]");
+  expect_error(
+      gpu_->bind_segments(std::span<const VkBuffer>(&h, 1), std::span<const uint64_t>(&too_big, 1)),
+      "bytes[0]");
 }
 
 }  // namespace

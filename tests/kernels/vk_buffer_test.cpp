@@ -1,12 +1,13 @@
 // vk::Buffer and upload()/download(): bytes round-trip through device-local and host-visible
 // buffers at offsets, and ranges outside a buffer are refused. Skips without a Vulkan device.
+#include "kernels/vk_buffer.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <numeric>
 #include <vector>
 
-#include "kernels/vk_buffer.h"
 #include "kernels/vk_device.h"
 
 namespace moepool::vk {

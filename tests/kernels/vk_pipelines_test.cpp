@@ -1,12 +1,13 @@
 // vk::ComputePipeline: builds every embedded MoE module with its specialization constants,
 // and names the module when it is missing. Skips without a Vulkan device.
+#include "kernels/vk_pipelines.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "kernels/spirv.h"
 #include "kernels/vk_device.h"
-#include "kernels/vk_pipelines.h"
 
 namespace moepool::vk {
 namespace {
@@ -15,12 +16,14 @@ TEST(VkPipelines, BuildsTheMoeKernels) {
   auto dev = Device::open();
   if (!dev.ok()) GTEST_SKIP() << "no Vulkan device: " << dev.status().message();
   for (const char* t : {"q4_k", "q8_0", "f16"}) {
-    PipelineSpec decode{std::string("moe_decode_down_") + t, {4, 1, 1, 1}, 16,
-                        {{0, 64}, {1, 4}, {2, 4}, {5, 2}}};
+    PipelineSpec decode{
+        std::string("moe_decode_down_") + t, {4, 1, 1, 1}, 16, {{0, 64}, {1, 4}, {2, 4}, {5, 2}}};
     auto p = ComputePipeline::create(**dev, decode);
     ASSERT_TRUE(p.ok()) << p.status().message();
     EXPECT_NE((*p)->pipeline(), VK_NULL_HANDLE);
-    PipelineSpec prefill{std::string("moe_prefill_matmul_") + t, {4, 1, 1, 1, 1}, 12,
+    PipelineSpec prefill{std::string("moe_prefill_matmul_") + t,
+                         {4, 1, 1, 1, 1},
+                         12,
                          {{1, 4}, {2, 32}, {3, 64}, {4, 1}}};
     auto q = ComputePipeline::create(**dev, prefill);
     ASSERT_TRUE(q.ok()) << q.status().message();
