@@ -73,12 +73,18 @@ TEST_F(VramFixture, WorkersImportSegmentsAndSeeFileBytesThroughEvictions) {
   argv_a.insert(argv_a.end(), specs.begin(), specs.end());
   std::vector<std::string> argv_b = {test_bin("vram_worker"), socket_, b,
                                      "0:0,5,9,17,31", "1:1,2,3,30", "0:4,6,8,10,12,14,16,18"};
-  // Two workers at once, then one on the misaligned model.
-  Process w1(argv_a), w2(argv_a);
+  // One worker alone, then two at once (4 pins each leave room for reads in flight), then
+  // one on the misaligned model.
+  auto [rc_a, out_a] = run(argv_a);
+  EXPECT_EQ(rc_a, 0) << out_a;
+  EXPECT_EQ(out_a, "ok " + std::to_string(specs.size() * 8 * 3) + "\n");
+  std::vector<std::string> argv_c = {test_bin("vram_worker"), socket_, a, "2:0,1,2,3",
+                                     "3:12,13,14,15", "0:5,9,10,11", "1:0,2,4,6"};
+  Process w1(argv_c), w2(argv_c);
   std::string out1 = w1.read_all(), out2 = w2.read_all();
   EXPECT_EQ(w1.wait(), 0) << out1;
   EXPECT_EQ(w2.wait(), 0) << out2;
-  EXPECT_EQ(out1, "ok " + std::to_string(specs.size() * 8 * 3) + "\n");
+  EXPECT_EQ(out1, "ok " + std::to_string(4 * 4 * 3) + "\n");
   auto [rc, out_b] = run(argv_b);
   EXPECT_EQ(rc, 0) << out_b;
   EXPECT_EQ(out_b, "ok " + std::to_string(17 * 3) + "\n");
