@@ -159,6 +159,9 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
   want11.pNext = &want12;
   want.features.shaderInt16 = f2.features.shaderInt16;
   want.features.shaderInt64 = f2.features.shaderInt64;
+  // The kernels pick a pool segment out of a descriptor array by a per-workgroup index.
+  want.features.shaderStorageBufferArrayDynamicIndexing =
+      f2.features.shaderStorageBufferArrayDynamicIndexing;
   want11.storageBuffer16BitAccess = f11.storageBuffer16BitAccess;
   want12.storageBuffer8BitAccess = f12.storageBuffer8BitAccess;
   want12.shaderInt8 = f12.shaderInt8;
