@@ -1,10 +1,12 @@
 #include "kernels/vk_memory_import.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -92,6 +94,41 @@ void ImportedSegment::reset() {
   bytes_ = 0;
 }
 
+namespace {
+
+// Whether the driver imports a small writable anonymous mapping: tells a driver that
+// refuses read-only pages apart from one that refuses host imports altogether.
+bool imports_writable_host_memory(const Device& d) {
+  const uint64_t n = d.host_import_alignment() ? d.host_import_alignment() : 4096;
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  std::memset(p, 0, n);
+  bool ok = false;
+  VkMemoryHostPointerPropertiesEXT props{VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
+  if (d.get_memory_host_pointer_properties(d.device(),
+                                           VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
+                                           p, &props) == VK_SUCCESS &&
+      props.memoryTypeBits != 0) {
+    auto type = d.find_memory_type(props.memoryTypeBits, 0);
+    VkImportMemoryHostPointerInfoEXT imp{VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT};
+    imp.handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
+    imp.pHostPointer = p;
+    VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+    ai.pNext = &imp;
+    ai.allocationSize = n;
+    ai.memoryTypeIndex = type.ok() ? *type : 0;
+    VkDeviceMemory mem = VK_NULL_HANDLE;
+    if (type.ok() && vkAllocateMemory(d.device(), &ai, nullptr, &mem) == VK_SUCCESS) {
+      ok = true;
+      vkFreeMemory(d.device(), mem, nullptr);
+    }
+  }
+  munmap(p, n);
+  return ok;
+}
+
+}  // namespace
+
 Result<ImportedSegment> import_host_segment(const Device& d, const void* data, uint64_t bytes,
                                             uint32_t index) {
   const std::string what = "host pool segment " + std::to_string(index);
@@ -145,11 +182,15 @@ Result<ImportedSegment> import_host_segment(const Device& d, const void* data, u
   r = vkAllocateMemory(d.device(), &ai, nullptr, &seg.memory_);
   if (r != VK_SUCCESS) {
     seg.memory_ = VK_NULL_HANDLE;
-    return vk_error(d.name() + " refused to import " + what + " at " + hex(addr) + " (" +
-                        std::to_string(bytes) +
-                        " bytes; workers map the pool read-only, and a driver that pins "
-                        "only writable pages cannot import it)",
-                    r);
+    const std::string where = what + " at " + hex(addr) + " (" + std::to_string(bytes) + " bytes)";
+    if (imports_writable_host_memory(d))
+      return FailedPrecondition(
+          d.name() + " (" + d.driver() + ") refused to import " + where + " with " +
+          result_name(r) +
+          " but imports writable host memory: this driver imports only writable mappings "
+          "(NVIDIA 580 does so), and workers map the pool read-only. Use a VRAM pool "
+          "(pool.backend = \"vulkan\") on this GPU");
+    return vk_error(d.name() + " refused to import " + where, r);
   }
   r = vkBindBufferMemory(d.device(), buf.buffer, seg.memory_, 0);
   if (r != VK_SUCCESS) return vk_error("vkBindBufferMemory(" + what + ")", r);

@@ -75,8 +75,11 @@ class ImportedSegment {
 // VK_EXT_external_memory_host. `data` and `bytes` must be non-zero multiples of the
 // device's minImportedHostPointerAlignment: checked here (lavapipe does not), refused with
 // kInvalidArgument naming the segment, the address, the size and the alignment. The memory
-// may be mapped read-only (the kernels only read it); a driver that refuses to import it
-// gets an error saying so. kFailedPrecondition without the extension. The memory must stay
+// may be mapped read-only (the kernels only read it). kFailedPrecondition without the
+// extension, and when the driver refuses the memory but imports a writable mapping: NVIDIA
+// 580 imports only writable host mappings (measured on an H100: every PROT_READ mapping,
+// memfd or anonymous, fails with VK_ERROR_OUT_OF_DEVICE_MEMORY), so on NVIDIA a worker
+// cannot import the read-only host pool and needs a VRAM pool. The memory must stay
 // mapped until the returned segment is destroyed.
 Result<ImportedSegment> import_host_segment(const Device& device, const void* data, uint64_t bytes,
                                             uint32_t index);

@@ -76,19 +76,20 @@ uint8_t pattern(uint64_t i, uint32_t seed) {
   return static_cast<uint8_t>((i * 2654435761u + seed) >> 7);
 }
 
-// A memfd of `bytes` filled with pattern(seed), mapped read-only like a worker's pool.
+// A memfd of `bytes` filled with pattern(seed), mapped read-only like a worker's pool
+// (or writable, for drivers that import only writable host memory).
 struct ReadOnlyMapping {
   int fd = -1;
   uint8_t* data = nullptr;
   uint64_t bytes = 0;
-  ReadOnlyMapping(uint64_t n, uint32_t seed) : bytes(n) {
+  ReadOnlyMapping(uint64_t n, uint32_t seed, bool writable = false) : bytes(n) {
     fd = memfd_create("vk_memory_import_test", MFD_CLOEXEC);
     if (fd < 0 || ftruncate(fd, static_cast<off_t>(n)) != 0) return;
     void* w = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (w == MAP_FAILED) return;
     for (uint64_t i = 0; i < n; ++i) static_cast<uint8_t*>(w)[i] = pattern(i, seed);
     munmap(w, n);
-    void* r = mmap(nullptr, n, PROT_READ, MAP_SHARED, fd, 0);
+    void* r = mmap(nullptr, n, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
     if (r != MAP_FAILED) data = static_cast<uint8_t*>(r);
   }
   ~ReadOnlyMapping() {
@@ -119,6 +120,8 @@ TEST(VkMemoryImport, HostSegmentsOfAReadOnlyMemfdMappingAreReadByTheGpu) {
   ReadOnlyMapping m(3 * seg, 7);
   ASSERT_NE(m.data, nullptr) << strerror(errno);
   auto pool = ImportedPool::import_host(*dev, m.data, seg, 3);
+  if (!pool.ok() && pool.status().code() == Code::kFailedPrecondition)
+    GTEST_SKIP() << pool.status().message();  // e.g. NVIDIA: writable host memory only
   ASSERT_TRUE(pool.ok()) << pool.status().to_string();
   ASSERT_EQ((*pool)->segment_count(), 3u);
   ASSERT_EQ((*pool)->buffers().size(), 3u);
@@ -145,7 +148,7 @@ TEST(VkMemoryImport, SubsetBindsOnlyTheSegmentsLocationsUse) {
   if (!dev->has_external_memory_host())
     GTEST_SKIP() << dev->name() << " has no VK_EXT_external_memory_host";
   const uint64_t seg = 16 * 1024;
-  ReadOnlyMapping m(6 * seg, 2);
+  ReadOnlyMapping m(6 * seg, 2, /*writable=*/true);  // imports on every driver
   ASSERT_NE(m.data, nullptr);
   auto pool = ImportedPool::import_host(*dev, m.data, seg, 6, 1);
   ASSERT_TRUE(pool.ok()) << pool.status().to_string();
