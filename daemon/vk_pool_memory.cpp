@@ -3,7 +3,12 @@
 #ifdef MOEPOOL_DAEMON_HAVE_VULKAN
 #include <unistd.h>
 
+#include "kernels/vk_memory_import.h"
+
 namespace moepool {
+// Workers import a segment with the very buffer usage it was exported with (an OPAQUE_FD
+// import of a dedicated allocation must match): the two constants must never drift apart.
+static_assert(kSegmentBufferUsage == vk::kVramSegmentUsage);
 namespace {
 
 std::string mib(uint64_t b) { return std::to_string(b >> 20) + " MiB"; }

@@ -1,5 +1,6 @@
 // `moepoolctl stats`: pool counters, per-model counters, quotas and warm-up, and the slot
 // classes (the Admin.Stats reply), as tables or with --json as one object.
+#include <cstdio>
 #include <iostream>
 
 #include "commands.h"
@@ -15,6 +16,11 @@ std::string warmup_text(const v1::ModelStats& m) {
   if (m.warmup_state().empty() || m.warmup_state() == "none") return "none";
   return m.warmup_state() + " " + n(m.warmup_loaded_experts()) + "/" +
          n(m.warmup_planned_experts()) + " (" + format_bytes(m.warmup_bytes_read()) + ")";
+}
+
+// GB/s of the staging -> VRAM copies while the transfer queue was busy (0 when none).
+double upload_rate_gbs(const v1::StatsReply& r) {
+  return r.upload_busy_ns() ? static_cast<double>(r.upload_bytes()) / r.upload_busy_ns() : 0.0;
 }
 
 void stats_json(const v1::StatsReply& r) {
@@ -33,6 +39,13 @@ void stats_json(const v1::StatsReply& r) {
   w.field("prefetches", r.prefetches());
   w.field("sessions", r.sessions());
   w.field("segment_moves", r.segment_moves());
+  w.field("pool_backend", r.pool_backend().empty() ? std::string("host") : r.pool_backend());
+  w.field("upload_bytes", r.upload_bytes());
+  w.field("upload_busy_ns", r.upload_busy_ns());
+  w.field("upload_copies", r.upload_copies());
+  w.field("upload_batches", r.upload_batches());
+  w.field("upload_gb_per_s", upload_rate_gbs(r));
+  w.field("staging_waits", r.staging_waits());
   w.key("models");
   w.begin_array();
   for (const v1::ModelStats& m : r.models()) {
@@ -109,6 +122,15 @@ Status cmd_stats(AdminChannel& ch, const Options& o) {
   t.add_row({"prefetches", n(r.prefetches())});
   t.add_row({"sessions", n(r.sessions())});
   t.add_row({"segment moves", n(r.segment_moves())});
+  if (r.pool_backend() == "vulkan") {
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.2f GB/s", upload_rate_gbs(r));
+    t.add_row({"backend", "vulkan (VRAM)"});
+    t.add_row({"uploaded", format_bytes(r.upload_bytes()) + " in " + n(r.upload_copies()) +
+                               " copies, " + n(r.upload_batches()) + " batches"});
+    t.add_row({"upload rate", std::string(rate) + " while copying"});
+    t.add_row({"staging waits", n(r.staging_waits())});
+  }
   std::string text = t.render();
   std::cout << text.substr(text.find('\n') + 1);
   if (!r.models().empty()) {
