@@ -14,8 +14,9 @@ out="${OUT:-/tmp/moepool-device-out}"
 mkdir -p "$out"
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
-B="$repo/.devpack/bin"
-export LD_LIBRARY_PATH="$repo/.devpack/lib"
+pack="${DEVPACK:-$repo/.devpack}"
+B="$pack/bin"
+export LD_LIBRARY_PATH="$pack/lib"
 # The tests look for the binaries where they were built (build-lead/bin, build-lead/tests).
 mkdir -p /work/main/build-lead
 ln -sfn "$B" /work/main/build-lead/bin
@@ -62,11 +63,11 @@ for part in "${parts[@]}"; do
         start_daemon "$backend" 6G || continue
         echo "== pool.backend = $backend, pool 6 GiB, cold: every expert of every layer once"
         sync; echo 3 >/proc/sys/vm/drop_caches
-        start=$(date +%s.%N)
+        start=$(date +%s%N)
         "$B/moepool-bench" --socket "$M/s.sock" --model "$model" \
           --synthetic "layers=12,experts=128,top_k=8,skew=0,reuse=0,seed=3" --steps 400 2>&1 | tail -4
-        end=$(date +%s.%N)
-        echo "wall $(echo "$end - $start" | bc) s"
+        end=$(date +%s%N)
+        echo "wall $(( (end - start) / 1000000 )) ms (moepool-bench start to end)"
         "$B/moepoolctl" --socket "$M/s.sock" stats | sed -n 1,20p
         grep -iE 'upload|staging|vulkan' "$M/moepoold-$backend.log" | tail -5
         stop_daemon
@@ -76,9 +77,9 @@ for part in "${parts[@]}"; do
   cuda)
     {
       mkdir -p "$M/lib"
-      ln -sfn "$repo/.devpack/lib/libmoepool.so.0" "$M/lib/libmoepool.so"
-      nvcc -std=c++20 -O2 -I"$repo" -I"$repo/client/include" -L"$M/lib" -L"$repo/.devpack/lib" \
-        -lmoepool -Xlinker -rpath="$repo/.devpack/lib" -o "$M/cuda_import_test" \
+      ln -sfn "$pack/lib/libmoepool.so.0" "$M/lib/libmoepool.so"
+      nvcc -std=c++20 -O2 -I"$repo" -I"$repo/client/include" -L"$M/lib" -L"$pack/lib" \
+        -lmoepool -Xlinker -rpath="$pack/lib" -o "$M/cuda_import_test" \
         "$repo/tests/cuda/cuda_import_test.cu" && {
         start_daemon vulkan 6G && {
           "$M/cuda_import_test" "$M/s.sock" "$model"; echo "exit $?"
