@@ -75,7 +75,7 @@ class PolicyAgreementTest : public ::testing::TestWithParam<const char*> {
     auto probe = Pool::create({kMinPool, 0, "off"});
     EXPECT_TRUE(probe.ok());
     {
-      ExpertCache c(probe->get(), nullptr);
+      ExpertCache c(probe->get(), static_cast<IoEngine*>(nullptr));
       EXPECT_TRUE(c.prepare_model(model_.get()).ok());
     }
     uint64_t stride = model_->layouts[0].stride;
