@@ -21,13 +21,14 @@ constexpr uint32_t kReduceThreads = 256;
 
 // Specialization constant ids shared by the shaders (kernels/shaders/*.comp).
 constexpr uint32_t kSpecWorkgroup = 0, kSpecSegments = 1, kSpecRows = 2, kSpecTile = 3,
-                   kSpecModeDown = 4, kSpecRowsAtOnce = 5;
+                   kSpecModeDown = 4, kSpecRowsAtOnce = 5, kSpecAlign16 = 6, kSpecSg8 = 7;
+constexpr uint32_t kMaxSteps = 8;  // dispatches per call: decode 2, prefill <= 2 * 3 + 1
 
 struct DecodePush {
   uint32_t n_embd, n_ff, top_k, n_tokens;
 };
 struct PrefillPush {
-  uint32_t n_embd, n_ff, top_k;
+  uint32_t n_embd, n_ff, top_k, tile_base;
 };
 struct ReducePush {
   uint32_t n_embd, top_k, n_tokens;
@@ -64,8 +65,12 @@ struct MoeCall {
   MoeGpuShape shape;
   uint32_t n_tokens = 0;
   uint32_t n_pairs = 0;
-  uint32_t tile = 0;            // 0: decode
-  uint32_t n_tiles = 0;         // prefill
+  uint32_t tile = 0;     // 0: decode
+  uint32_t n_tiles = 0;  // prefill
+  // prefill: tiles of each width of kPrefillTiles, listed in that order in the table.
+  uint32_t width_tiles[std::size(kPrefillTiles)] = {};
+  bool gate_up_aligned = false;  // every gate/up (down) row starts 16-byte aligned
+  bool down_aligned = false;
   std::vector<uint32_t> table;  // decode: per pair; prefill: per tile (kTableWords each)
   std::vector<uint32_t> pairs;  // prefill: sorted (token, k)
 };
@@ -87,9 +92,11 @@ struct MoeGpu::Impl {
   uint32_t seg_slots = 0;
   std::vector<VkBuffer> segments;
   std::vector<uint64_t> segment_bytes;
-  MoeGpuTuning tuning;  // resolved: no zeros
+  MoeGpuTuning tuning;  // resolved: no zeros but decode_rows (0: per kernel)
   std::map<std::string, std::unique_ptr<vk::ComputePipeline>> pipelines;
   std::unique_ptr<vk::Buffer> bufs[kSlotCount];
+  std::vector<double> step_seconds;  // of the last timed call
+  uint32_t timed_steps = 0;
   // Staging layout of the current call.
   uint64_t st_x = 0, st_table = 0, st_pairs = 0, st_weights = 0, st_out = 0;
 
@@ -200,6 +207,18 @@ Result<MoeCall> MoeGpu::Impl::prepare(const char* fn, const MoeGpuShape& shape,
   MoeCall call;
   call.shape = shape;
   call.n_tokens = *n_tokens;
+  {
+    // ALIGN16 kernels: Q4_K rows are 144-byte multiples, so aligned projections keep every
+    // block 16-byte aligned.
+    bool gu = shape.gate_up_type == GgmlType::Q4_K, dn = shape.down_type == GgmlType::Q4_K;
+    for (const uint32_t id : ids) {
+      const ExpertLocation& e = experts[id];
+      gu = gu && e.gate.offset % 16 == 0 && e.up.offset % 16 == 0;
+      dn = dn && e.down.offset % 16 == 0;
+    }
+    call.gate_up_aligned = gu;
+    call.down_aligned = dn;
+  }
   call.n_pairs = call.n_tokens * shape.top_k;
   auto put = [](std::vector<uint32_t>& t, const ExpertLocation& e) {
     t.push_back(e.gate.segment);
@@ -223,10 +242,17 @@ Result<MoeCall> MoeGpu::Impl::prepare(const char* fn, const MoeGpuShape& shape,
   if (!groups.ok()) return groups.status();
   call.n_tiles = static_cast<uint32_t>(groups->tiles.size());
   call.table.reserve(size_t{call.n_tiles} * kTableWords);
-  for (const ExpertTile& t : groups->tiles) {
-    put(call.table, experts[t.expert]);
-    call.table.push_back(t.first_pair);
-    call.table.push_back(t.n_pairs);
+  // Tiles by width: each runs at the narrowest width that holds its pairs.
+  for (size_t wi = 0; wi < std::size(kPrefillTiles); ++wi) {
+    const uint32_t lo = wi == 0 ? 0 : kPrefillTiles[wi - 1];
+    for (const ExpertTile& t : groups->tiles) {
+      if (t.n_pairs <= lo || (t.n_pairs > kPrefillTiles[wi] && kPrefillTiles[wi] < tile)) continue;
+      put(call.table, experts[t.expert]);
+      call.table.push_back(t.first_pair);
+      call.table.push_back(t.n_pairs);
+      ++call.width_tiles[wi];
+    }
+    if (kPrefillTiles[wi] >= tile) break;
   }
   call.pairs.reserve(groups->pairs.size() * 2);
   for (const RoutedPair& p : groups->pairs) {
@@ -298,74 +324,96 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
     return b;
   };
 
+  const uint32_t sg8 = dev.subgroup_size() % 8 == 0 ? 1 : 0;
   if (call.tile == 0) {
-    const std::vector<std::pair<uint32_t, uint32_t>> sc = {
-        {kSpecWorkgroup, tuning.decode_workgroup},
-        {kSpecSegments, nseg},
-        {kSpecRows, tuning.decode_rows},
-        {kSpecRowsAtOnce, tuning.decode_rows_at_once}};
+    const uint32_t subgroups =
+        std::max(1u, tuning.decode_workgroup / std::max(1u, dev.subgroup_size()));
+    const uint32_t rows_gu =
+        tuning.decode_rows ? tuning.decode_rows : subgroups * tuning.decode_rows_at_once;
+    const uint32_t rows_dn =
+        tuning.decode_rows ? tuning.decode_rows : subgroups * tuning.decode_down_rows_at_once;
+    auto sc = [&](uint32_t rows, uint32_t at_once, bool aligned) {
+      return std::vector<std::pair<uint32_t, uint32_t>>{{kSpecWorkgroup, tuning.decode_workgroup},
+                                                        {kSpecSegments, nseg},
+                                                        {kSpecRows, rows},
+                                                        {kSpecRowsAtOnce, at_once},
+                                                        {kSpecAlign16, aligned ? 1u : 0u},
+                                                        {kSpecSg8, sg8}};
+    };
     auto gu = pipeline({std::string("moe_decode_gate_up_") + moe_gpu_variant(s.gate_up_type),
                         {nseg, 1, 1, 1},
                         sizeof(DecodePush),
-                        sc});
+                        sc(rows_gu, tuning.decode_rows_at_once, call.gate_up_aligned)});
     if (!gu.ok()) return gu.status();
     auto dn = pipeline({std::string("moe_decode_down_") + moe_gpu_variant(s.down_type),
                         {nseg, 1, 1, 1},
                         sizeof(DecodePush),
-                        sc});
+                        sc(rows_dn, tuning.decode_down_rows_at_once, call.down_aligned)});
     if (!dn.ok()) return dn.status();
     auto set_gu = make_set(**gu, true, {table, act, *h});
     if (!set_gu.ok()) return set_gu.status();
     auto set_dn = make_set(**dn, true, {table, *h, *out});
     if (!set_dn.ok()) return set_dn.status();
     const DecodePush push{s.n_embd, s.n_ff, s.top_k, call.n_tokens};
-    steps.push_back(
-        {*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, tuning.decode_rows), call.n_pairs});
-    steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, tuning.decode_rows), 1});
+    steps.push_back({*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, rows_gu), call.n_pairs});
+    steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, rows_dn), 1});
   } else {
     auto partial = scratch(kPartial, uint64_t{call.n_pairs} * s.n_embd * 4);
     if (!partial.ok()) return partial.status();
     vk::Buffer* weights = bufs[kWeights].get();
-    auto spec = [&](uint32_t mode) {
-      return std::vector<std::pair<uint32_t, uint32_t>>{{kSpecSegments, nseg},
-                                                        {kSpecRows, tuning.prefill_rows},
-                                                        {kSpecTile, call.tile},
-                                                        {kSpecModeDown, mode}};
-    };
-    auto gu = pipeline({std::string("moe_prefill_matmul_") + moe_gpu_variant(s.gate_up_type),
-                        {nseg, 1, 1, 1, 1},
-                        sizeof(PrefillPush),
-                        spec(0)});
-    if (!gu.ok()) return gu.status();
-    auto dn = pipeline({std::string("moe_prefill_matmul_") + moe_gpu_variant(s.down_type),
-                        {nseg, 1, 1, 1, 1},
-                        sizeof(PrefillPush),
-                        spec(1)});
-    if (!dn.ok()) return dn.status();
     auto red = pipeline({"moe_prefill_reduce", {1, 1, 1}, sizeof(ReducePush), {}});
     if (!red.ok()) return red.status();
-    auto set_gu = make_set(**gu, true, {table, *pairs, act, *h});
-    if (!set_gu.ok()) return set_gu.status();
-    auto set_dn = make_set(**dn, true, {table, *pairs, *h, *partial});
-    if (!set_dn.ok()) return set_dn.status();
     auto set_red = make_set(**red, false, {*partial, weights, *out});
     if (!set_red.ok()) return set_red.status();
-    const PrefillPush push{s.n_embd, s.n_ff, s.top_k};
+    // One gate+up and one down dispatch per tile width that has tiles.
+    uint32_t tile_base = 0;
+    for (size_t wi = 0; wi < std::size(kPrefillTiles); ++wi) {
+      const uint32_t n = call.width_tiles[wi], width = kPrefillTiles[wi];
+      if (n == 0) continue;
+      const uint32_t rows = width == 128 ? tuning.prefill_wide_rows : tuning.prefill_rows;
+      auto spec = [&](uint32_t mode, bool aligned) {
+        return std::vector<std::pair<uint32_t, uint32_t>>{{kSpecSegments, nseg},
+                                                          {kSpecRows, rows},
+                                                          {kSpecTile, width},
+                                                          {kSpecModeDown, mode},
+                                                          {kSpecAlign16, aligned ? 1u : 0u},
+                                                          {kSpecSg8, sg8}};
+      };
+      auto gu = pipeline({std::string("moe_prefill_matmul_") + moe_gpu_variant(s.gate_up_type),
+                          {nseg, 1, 1, 1, 1},
+                          sizeof(PrefillPush),
+                          spec(0, call.gate_up_aligned)});
+      if (!gu.ok()) return gu.status();
+      auto dn = pipeline({std::string("moe_prefill_matmul_") + moe_gpu_variant(s.down_type),
+                          {nseg, 1, 1, 1, 1},
+                          sizeof(PrefillPush),
+                          spec(1, call.down_aligned)});
+      if (!dn.ok()) return dn.status();
+      auto set_gu = make_set(**gu, true, {table, *pairs, act, *h});
+      if (!set_gu.ok()) return set_gu.status();
+      auto set_dn = make_set(**dn, true, {table, *pairs, *h, *partial});
+      if (!set_dn.ok()) return set_dn.status();
+      const PrefillPush push{s.n_embd, s.n_ff, s.top_k, tile_base};
+      steps.push_back({*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, rows), n});
+      steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, rows), n});
+      tile_base += n;
+    }
     const ReducePush rpush{s.n_embd, s.top_k, call.n_tokens};
-    steps.push_back(
-        {*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, tuning.prefill_rows), call.n_tiles});
-    steps.push_back(
-        {*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, tuning.prefill_rows), call.n_tiles});
     steps.push_back(
         {*red, *set_red, push_bytes(rpush), ceil_div(s.n_embd, kReduceThreads), call.n_tokens});
   }
 
   if (timed) {
-    vkCmdResetQueryPool(c, queries, 0, 2);
+    vkCmdResetQueryPool(c, queries, 0, 3 + kMaxSteps);
     vkCmdWriteTimestamp(c, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queries, 0);
   }
+  timed_steps = timed ? static_cast<uint32_t>(std::min<size_t>(steps.size(), kMaxSteps)) : 0;
   for (uint32_t rep = 0; rep < repeats; ++rep) {
-    for (const Step& st : steps) {
+    if (rep + 1 == repeats && timed_steps > 0) {
+      vkCmdWriteTimestamp(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, queries, 2);
+    }
+    for (size_t si = 0; si < steps.size(); ++si) {
+      const Step& st = steps[si];
       vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_COMPUTE, st.p->pipeline());
       vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_COMPUTE, st.p->layout(), 0, 1, &st.set, 0,
                               nullptr);
@@ -373,6 +421,10 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
                          static_cast<uint32_t>(st.push.size()), st.push.data());
       vkCmdDispatch(c, st.gx, st.gy, 1);
       compute_to_compute(c);
+      if (rep + 1 == repeats && si < timed_steps) {
+        vkCmdWriteTimestamp(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, queries,
+                            3 + static_cast<uint32_t>(si));
+      }
     }
   }
   if (timed) vkCmdWriteTimestamp(c, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries, 1);
@@ -404,7 +456,7 @@ Result<double> MoeGpu::Impl::run(const MoeCall& call, std::span<const float> x,
   if (timed && !queries) {
     VkQueryPoolCreateInfo qci{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
-    qci.queryCount = 2;
+    qci.queryCount = 3 + kMaxSteps;
     r = vkCreateQueryPool(dev.device(), &qci, nullptr, &queries);
     if (r != VK_SUCCESS) return vk::vk_error("vkCreateQueryPool", r);
   }
@@ -421,10 +473,17 @@ Result<double> MoeGpu::Impl::run(const MoeCall& call, std::span<const float> x,
   MOEPOOL_RETURN_IF_ERROR(dev.submit_and_wait(cmd->handle()));
   read_out(call, out);
   if (!timed) return 0.0;
-  uint64_t ts[2] = {0, 0};
-  r = vkGetQueryPoolResults(dev.device(), queries, 0, 2, sizeof ts, ts, sizeof(uint64_t),
-                            VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+  uint64_t ts[3 + kMaxSteps] = {};
+  const uint32_t nq = 3 + timed_steps;
+  r = vkGetQueryPoolResults(dev.device(), queries, 0, nq, nq * sizeof(uint64_t), ts,
+                            sizeof(uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
   if (r != VK_SUCCESS) return vk::vk_error("vkGetQueryPoolResults", r);
+  // Query 2: the last repeat's start; query 3 + i: the end of its step i.
+  step_seconds.clear();
+  const double period = dev.timestamp_period_ns() * 1e-9;
+  for (uint32_t i = 0; i < timed_steps; ++i) {
+    step_seconds.push_back(static_cast<double>(ts[3 + i] - ts[2 + i]) * period);
+  }
   return static_cast<double>(ts[1] - ts[0]) * dev.timestamp_period_ns() * 1e-9 / repeats;
 }
 
@@ -454,10 +513,11 @@ Result<std::unique_ptr<MoeGpu>> MoeGpu::create(const vk::Device& device) {
   auto cb = vk::CommandBuffer::create(device, device.compute_family());
   if (!cb.ok()) return cb.status();
   impl->cmd = std::move(*cb);
+  // One set per dispatch of a call (reset per call).
   VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                            3 * (impl->seg_slots + kOtherBindings + 1)};
+                            kMaxSteps * (impl->seg_slots + kOtherBindings)};
   VkDescriptorPoolCreateInfo dpci{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-  dpci.maxSets = 3;
+  dpci.maxSets = kMaxSteps;
   dpci.poolSizeCount = 1;
   dpci.pPoolSizes = &size;
   VkResult r = vkCreateDescriptorPool(device.device(), &dpci, nullptr, &impl->pool);
@@ -471,6 +531,8 @@ MoeGpu::MoeGpu(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MoeGpu::~MoeGpu() = default;
 
 uint32_t MoeGpu::max_segments() const { return impl_->seg_slots; }
+
+const std::vector<double>& MoeGpu::last_step_seconds() const { return impl_->step_seconds; }
 
 Status MoeGpu::bind_segments(std::span<const VkBuffer> buffers, std::span<const uint64_t> bytes) {
   if (buffers.size() != bytes.size()) {
@@ -511,16 +573,25 @@ Status MoeGpu::set_tuning(const MoeGpuTuning& t) {
     return InvalidArgument("set_tuning: decode_rows_at_once " +
                            std::to_string(r.decode_rows_at_once) + " is not 1..4");
   }
-  const uint32_t sg = std::max(1u, impl_->dev.subgroup_size());
-  if (r.decode_rows == 0) {
-    r.decode_rows = std::max(1u, r.decode_workgroup / sg) * r.decode_rows_at_once;
+  if (r.decode_down_rows_at_once == 0) {
+    r.decode_down_rows_at_once = t.decode_rows_at_once ? t.decode_rows_at_once : 2;
   }
+  if (r.decode_down_rows_at_once > 8) {
+    return InvalidArgument("set_tuning: decode_down_rows_at_once " +
+                           std::to_string(r.decode_down_rows_at_once) + " is not 1..8");
+  }
+  // decode_rows stays 0 (each kernel: subgroups * its rows at once) unless set.
   if (r.prefill_rows == 0) {
     // 64 rows need (2 * 32 * 64 + 32 * 128) floats of shared memory at tile 128.
     r.prefill_rows = lim.maxComputeSharedMemorySize >= 32768 ? 64 : 32;
   }
   if (r.prefill_rows != 32 && r.prefill_rows != 64) {
     return InvalidArgument("set_tuning: prefill_rows " + std::to_string(r.prefill_rows) +
+                           " is not 32 or 64");
+  }
+  if (r.prefill_wide_rows == 0) r.prefill_wide_rows = 32;
+  if (r.prefill_wide_rows != 32 && r.prefill_wide_rows != 64) {
+    return InvalidArgument("set_tuning: prefill_wide_rows " + std::to_string(r.prefill_wide_rows) +
                            " is not 32 or 64");
   }
   impl_->tuning = r;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "common/ggml_types.h"
 #include "kernels/vk_device.h"
@@ -50,7 +51,14 @@ struct MoeGpuTuning {
   uint32_t prefill_rows = 0;      // weight rows per prefill workgroup: 32 or 64 (default 64)
   // Rows one subgroup computes at once in decode, 1..4 (default 2): each activation loaded
   // serves that many rows, so L1 traffic for x/h falls below the weights' HBM traffic.
+  // The gate+up kernel reads two rows (gate and up) per row, so this is its setting; the
+  // down kernel has its own below unless that is 0.
   uint32_t decode_rows_at_once = 0;
+  // Rows at once of the down kernel, 1..8 (default 2, or decode_rows_at_once when that is set).
+  uint32_t decode_down_rows_at_once = 0;
+  // Weight rows per prefill workgroup for the 128-pair tiles, 32 or 64 (default 32: at 64
+  // each thread holds 64 accumulators).
+  uint32_t prefill_wide_rows = 0;
 };
 
 // Decode takes at most this many tokens per call (the kernel keeps a sum per token).
@@ -89,6 +97,8 @@ class MoeGpu {
 
   // prefill: as decode, any number of tokens, routed pairs grouped by expert in tiles of
   // `tile` pairs (32, 64 or 128); the per-token sum over k runs in k order (deterministic).
+  // Each tile runs at the narrowest width of kPrefillTiles that holds its pairs (a tile of
+  // 40 pairs under tile 128 runs 64 wide), so wider `tile` only saves weight reads.
   Status prefill(const MoeGpuShape& shape, std::span<const ExpertLocation> experts,
                  std::span<const float> x, std::span<const uint32_t> ids,
                  std::span<const float> weights, uint32_t tile, std::span<float> out);
@@ -105,6 +115,10 @@ class MoeGpu {
                               std::span<const float> x, std::span<const uint32_t> ids,
                               std::span<const float> weights, uint32_t tile, uint32_t repeats,
                               std::span<float> out);
+
+  // GPU seconds of each dispatch of the last timed call's last repeat, in order (decode:
+  // gate+up, down; prefill: gate+up and down per tile width, then the reduce). For tuning.
+  const std::vector<double>& last_step_seconds() const;
 
  private:
   struct Impl;

@@ -1,8 +1,10 @@
 // variants: Q4_K Q8_0 F16
 // Decode, second half: for each of the workgroup's ROWS rows r of n_embd and each token t,
-// out[t][r] = sum over k (in k order) of w[t][k] * (down_e[r] . h[t * top_k + k]).
-// One subgroup per NR rows at a time (each h value loaded serves NR rows); each lane keeps
-// its share of the weighted sum over k, one subgroupAdd per token and row. No atomics: every out element is written once.
+// out[t][r] = sum over k of w[t][k] * (down_e[r] . h[t * top_k + k]).
+// One subgroup per NR rows at a time (each h value loaded serves NR rows). The lanes walk
+// the token's top_k * units (pair, unit) steps as one flat range (no serial loop over k
+// with a short unit loop inside), each lane keeping its share of the weighted sum; one
+// subgroupAdd per token and row. No atomics: every out element is written once.
 #version 450
 #include "moe_weights.glsl"
 
@@ -24,32 +26,43 @@ layout(push_constant) uniform Push {
 vec4 load_xv(uint i) { return hv[i]; }
 
 void main() {
+  const uint lane = gl_SubgroupInvocationID;
+  const uint sg = gl_SubgroupSize;
   const uint rb = row_bytes(pc.n_ff);
   const uint units = units_per_row(pc.n_ff);
   const uint row_end = min((gl_WorkGroupID.x + 1u) * ROWS, pc.n_embd);
+  // A lane's first step (k0, u0) and its stride (dk, du) through the flat (k, unit) range.
+  const uint k0 = lane / units, u0 = lane % units;
+  const uint dk = sg / units, du = sg % units;
+  const UnitSel lane_sel = unit_sel(lane);
   for (uint r0 = gl_WorkGroupID.x * ROWS + gl_SubgroupID * NR; r0 < row_end;
        r0 += gl_NumSubgroups * NR) {
+    uint rr[NR];
+    [[unroll]] for (uint j = 0u; j < NR; ++j) rr[j] = min(r0 + j, row_end - 1u) * rb;
     for (uint t = 0u; t < pc.n_tokens; ++t) {
       float acc[NR];
-      for (uint j = 0u; j < NR; ++j) acc[j] = 0.0;
-      for (uint k = 0u; k < pc.top_k; ++k) {
+      [[unroll]] for (uint j = 0u; j < NR; ++j) acc[j] = 0.0;
+      uint k = k0, u = u0;
+      while (k < pc.top_k) {
         const uint p = t * pc.top_k + k;
         const float w = uintBitsToFloat(pairs[8u * p + 1u]);
         const uint ds = pairs[8u * p + 6u], dof = pairs[8u * p + 7u];
-        float part[NR];
-        for (uint j = 0u; j < NR; ++j) part[j] = 0.0;
-        for (uint i = gl_SubgroupInvocationID; i < units; i += gl_SubgroupSize) {
-          vec4 xs[XV];
-          vec2 sums;
-          unit_x(p * pc.n_ff, i, xs, sums);
-          for (uint j = 0u; j < NR; ++j) {
-            const uint r = min(r0 + j, row_end - 1u);  // clamped rows: computed, not written
-            part[j] += unit_dot(ds, dof + r * rb, i, xs, sums);
-          }
+        const UnitSel sel = SG8 ? lane_sel : unit_sel(u);
+        vec4 xs[XV];
+        vec2 sums;
+        unit_x(p * pc.n_ff, u, xs, sums);
+        [[unroll]] for (uint j = 0u; j < NR; ++j) {
+          // clamped rows: computed, not written
+          acc[j] += w * unit_dot(ds, dof + rr[j], u, sel, xs, sums);
         }
-        for (uint j = 0u; j < NR; ++j) acc[j] += w * part[j];
+        u += du;
+        k += dk;
+        if (u >= units) {
+          u -= units;
+          ++k;
+        }
       }
-      for (uint j = 0u; j < NR; ++j) {
+      [[unroll]] for (uint j = 0u; j < NR; ++j) {
         const float s = subgroupAdd(acc[j]);
         if (subgroupElect() && r0 + j < row_end) o[t * pc.n_embd + r0 + j] = s;
       }

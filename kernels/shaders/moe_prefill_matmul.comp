@@ -3,6 +3,8 @@
 // weight rows (x), K in steps of 32 columns. Each step dequantizes the BM x 32 weights once
 // into shared memory and applies them to every pair of the tile (the reason wide tiles are
 // faster). 256 threads as 16 x 16: thread (tr, tc) owns rows tr + 16 i and pairs tc + 16 j.
+// The host runs each tile with the narrowest TILE that holds its pairs (tiles of one width
+// per dispatch, from tile_base on), so a half-empty tile costs no more than a narrower one.
 //   MODE_DOWN = 0 (gate_up): act = x[token], K = n_embd, rows = n_ff,
 //       h[first_pair + c][r] = silu(gate[r] . x) * (up[r] . x)
 //   MODE_DOWN = 1 (down): act = h[first_pair + c], K = n_ff, rows = n_embd,
@@ -30,11 +32,16 @@ layout(push_constant) uniform Push {
   uint n_embd;
   uint n_ff;
   uint top_k;
+  uint tile_base;  // this dispatch's first tile
 } pc;
 
-shared float w_a[BK * BM];                      // [k][row]: gate (or down)
-shared float w_b[BK * (MODE_DOWN == 1u ? 1u : BM)];  // [k][row]: up
-shared float xs[BK * TILE];                     // [k][pair]
+// Rows of the shared arrays are padded by one float so the stores (a thread per row run,
+// a thread per pair) hit distinct banks.
+const uint WS = BM + 1u;
+const uint XS = TILE + 1u;
+shared float w_a[BK * WS];                           // [k][row]: gate (or down)
+shared float w_b[BK * (MODE_DOWN == 1u ? 1u : WS)];  // [k][row]: up
+shared float xs[BK * XS];                            // [k][pair]
 
 vec4 load_xv(uint i) { return act[i]; }  // unused here; moe_weights.glsl declares it
 
@@ -42,7 +49,7 @@ float silu(float v) { return v / (1.0 + exp(-v)); }
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
-  const uint tile = gl_WorkGroupID.y;
+  const uint tile = pc.tile_base + gl_WorkGroupID.y;
   const bool down = MODE_DOWN == 1u;
   const uint sa = tiles[8u * tile + (down ? 4u : 0u)];
   const uint oa = tiles[8u * tile + (down ? 5u : 1u)];
@@ -58,8 +65,8 @@ void main() {
 
   float acc_a[RM][CN];
   float acc_b[RM][CN];
-  for (uint i = 0u; i < RM; ++i)
-    for (uint j = 0u; j < CN; ++j) {
+  [[unroll]] for (uint i = 0u; i < RM; ++i)
+    [[unroll]] for (uint j = 0u; j < CN; ++j) {
       acc_a[i][j] = 0.0;
       acc_b[i][j] = 0.0;
     }
@@ -75,12 +82,12 @@ void main() {
       } else {
         for (uint i = 0u; i < 8u; ++i) v[i] = 0.0;
       }
-      for (uint i = 0u; i < 8u; ++i) w_a[(c8 + i) * BM + r] = v[i];
+      for (uint i = 0u; i < 8u; ++i) w_a[(c8 + i) * WS + r] = v[i];
       if (!down) {
         if (in_range) {
           dequant8(sb, ob + (row0 + r) * rb, k0 + c8, v);
         }
-        for (uint i = 0u; i < 8u; ++i) w_b[(c8 + i) * BM + r] = v[i];
+        for (uint i = 0u; i < 8u; ++i) w_b[(c8 + i) * WS + r] = v[i];
       }
     }
     // Activations: TILE pairs x 32 columns = TILE * 8 vec4s.
@@ -91,33 +98,33 @@ void main() {
         const uint src = down ? first + c : pairs[first + c].x;
         a = act[(src * K + k0) / 4u + q];
       }
-      xs[(4u * q) * TILE + c] = a.x;
-      xs[(4u * q + 1u) * TILE + c] = a.y;
-      xs[(4u * q + 2u) * TILE + c] = a.z;
-      xs[(4u * q + 3u) * TILE + c] = a.w;
+      xs[(4u * q) * XS + c] = a.x;
+      xs[(4u * q + 1u) * XS + c] = a.y;
+      xs[(4u * q + 2u) * XS + c] = a.z;
+      xs[(4u * q + 3u) * XS + c] = a.w;
     }
     barrier();
-    for (uint k = 0u; k < BK; ++k) {
+    [[unroll]] for (uint k = 0u; k < BK; ++k) {
       float xv[CN];
-      for (uint j = 0u; j < CN; ++j) xv[j] = xs[k * TILE + tc + 16u * j];
-      for (uint i = 0u; i < RM; ++i) {
-        const float wa = w_a[k * BM + tr + 16u * i];
-        for (uint j = 0u; j < CN; ++j) acc_a[i][j] += wa * xv[j];
+      [[unroll]] for (uint j = 0u; j < CN; ++j) xv[j] = xs[k * XS + tc + 16u * j];
+      [[unroll]] for (uint i = 0u; i < RM; ++i) {
+        const float wa = w_a[k * WS + tr + 16u * i];
+        [[unroll]] for (uint j = 0u; j < CN; ++j) acc_a[i][j] += wa * xv[j];
         if (!down) {
-          const float wb = w_b[k * BM + tr + 16u * i];
-          for (uint j = 0u; j < CN; ++j) acc_b[i][j] += wb * xv[j];
+          const float wb = w_b[k * WS + tr + 16u * i];
+          [[unroll]] for (uint j = 0u; j < CN; ++j) acc_b[i][j] += wb * xv[j];
         }
       }
     }
     barrier();
   }
 
-  for (uint j = 0u; j < CN; ++j) {
+  [[unroll]] for (uint j = 0u; j < CN; ++j) {
     const uint c = tc + 16u * j;
     if (c >= n_pairs) continue;
     const uvec2 pr = pairs[first + c];
     const uint dst_row = down ? pr.x * pc.top_k + pr.y : first + c;
-    for (uint i = 0u; i < RM; ++i) {
+    [[unroll]] for (uint i = 0u; i < RM; ++i) {
       const uint r = row0 + tr + 16u * i;
       if (r >= n_rows) continue;
       dst[dst_row * n_rows + r] = down ? acc_a[i][j] : silu(acc_a[i][j]) * acc_b[i][j];

@@ -9,6 +9,7 @@
 // (16-byte aligned ones take the uvec4 fast path), Q8_0/F16 rows 2-byte aligned.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : enable
 
 layout(constant_id = 1) const uint NSEG = 1;
 
@@ -27,9 +28,16 @@ uint ld32u2(uint s, uint b) {
   return (lo >> 16) | (hi << 16);
 }
 
+// Set by the host when every row a kernel reads starts 16-byte aligned (and its blocks are
+// whole multiples of 16 bytes, as Q4_K's 144 are): ld128 is then one 16-byte load, no test.
+layout(constant_id = 6) const bool ALIGN16 = false;
+// Set by the host when the subgroup size is a multiple of 8: a lane's Q4_K units u then keep
+// u & 7 (which sub-blocks of a block they cover) for the whole row, so it is decoded once.
+layout(constant_id = 7) const bool SG8 = false;
+
 // The 16 bytes at byte offset `b` (4-aligned) of segment `s`: one 16-byte load when aligned.
 uvec4 ld128(uint s, uint b) {
-  if ((b & 15u) == 0u) return seg128[s].w[b >> 4];
+  if (ALIGN16 || (b & 15u) == 0u) return seg128[s].w[b >> 4];
   uint i = b >> 2;
   return uvec4(seg32[s].w[i], seg32[s].w[i + 1u], seg32[s].w[i + 2u], seg32[s].w[i + 3u]);
 }
@@ -142,42 +150,71 @@ void unit_x(uint x0, uint u, out vec4 xs[XV], out vec2 sums) {
     xs[m] = load_xv(c + m);
     xs[4u + m] = load_xv(c + 8u + m);
   }
+  // The high half's sum carries 1/256: its min is read as 256 * m (q4_sel).
   const vec4 one = vec4(1.0);
-  sums = vec2(dot(xs[0] + xs[1] + xs[2] + xs[3], one), dot(xs[4] + xs[5] + xs[6] + xs[7], one));
+  sums = vec2(dot(xs[0] + xs[1] + xs[2] + xs[3], one),
+              dot(xs[4] + xs[5] + xs[6] + xs[7], one) * (1.0 / 256.0));
 #else
   for (uint m = 0u; m < XV; ++m) xs[m] = load_xv(c + m);
   sums = vec2(0.0);
 #endif
 }
 
+// What a lane needs to know of unit u beyond its block: for Q4_K, where its 16 quant bytes
+// sit and how to pick its two sub-blocks' (2c, 2c + 1, c = (u >> 1) & 3) 6-bit scales and
+// mins out of the block's 12 scale bytes without a branch. Depends on u & 7 only.
+struct UnitSel {
+  uint qoff;  // byte offset of the unit's quants in its block
+  uint s;     // 16 * (c & 1): bit offset of the sub-block pair's bytes in a scale word
+  uint ma;    // masks of the low bits (both sub-blocks at once, bytes 0 and 1)
+  uint mb;    // masks of the high 2 bits (sub-blocks 4..7 only)
+  bool hi;    // sub-blocks 4..7
+};
+
+UnitSel unit_sel(uint u) {
+  UnitSel r;
+  const uint c = (u >> 1) & 3u;
+  r.qoff = 16u + (u & 7u) * 16u;
+  r.s = (c & 1u) * 16u;
+  r.hi = c >= 2u;
+  r.ma = r.hi ? 0x0F0Fu : 0x3F3Fu;
+  r.mb = r.hi ? 0x3030u : 0u;
+  return r;
+}
+
 // Unit u's share of row · x for the row at byte `row` of segment `s`.
-float unit_dot(uint s, uint row, uint u, vec4 xs[XV], vec2 sums) {
+float unit_dot(uint s, uint row, uint u, UnitSel sel, vec4 xs[XV], vec2 sums) {
 #if defined(VARIANT_Q4_K)
-  uint blk = row + (u >> 3) * kBlockBytes;
-  uvec4 h = ld128(s, blk);
-  uvec4 q = ld128(s, blk + 16u + (u & 7u) * 16u);
-  uint c = (u >> 1) & 3u;
+  const uint blk = row + (u >> 3) * kBlockBytes;
+  const uvec4 h = ld128(s, blk);
+  const uvec4 q = ld128(s, blk + sel.qoff);
   // Each 32-bit word holds 4 bytes = 4 low nibbles (sub-block 2c) and 4 high (2c + 1). The
   // nibbles are masked in place (never shifted down) so each is 2^23 + q * {1, 16, 256, 4096};
   // the powers of two are divided out once at the end (exact).
   float lo1 = 0.0, lo256 = 0.0, hi16 = 0.0, hi4096 = 0.0;
-  for (uint m = 0u; m < 4u; ++m) {
-    uint w = q[m];
-    uint w2 = w >> 16;
-    vec4 xl = xs[m];
-    vec4 xh = xs[4u + m];
+  [[unroll]] for (uint m = 0u; m < 4u; ++m) {
+    const uint w = q[m];
+    const uint w2 = w >> 16;
+    const vec4 xl = xs[m];
+    const vec4 xh = xs[4u + m];
     lo1 += magic(w & 0xFu) * xl.x + magic(w2 & 0xFu) * xl.z;
     lo256 += magic(w & 0xF00u) * xl.y + magic(w2 & 0xF00u) * xl.w;
     hi16 += magic(w & 0xF0u) * xh.x + magic(w2 & 0xF0u) * xh.z;
     hi4096 += magic(w & 0xF000u) * xh.y + magic(w2 & 0xF000u) * xh.w;
   }
-  vec2 dm = unpackHalf2x16(h.x);
-  uvec2 sm_lo = q4k_scale_min(h, 2u * c);
-  uvec2 sm_hi = q4k_scale_min(h, 2u * c + 1u);
-  float dot_lo = lo1 + lo256 * (1.0 / 256.0);
-  float dot_hi = hi16 * (1.0 / 16.0) + hi4096 * (1.0 / 4096.0);
-  return dm.x * (float(sm_lo.x) * dot_lo + float(sm_hi.x) * dot_hi) -
-         dm.y * (float(sm_lo.y) * sums.x + float(sm_hi.y) * sums.y);
+  // Scales/mins of sub-blocks 2c (byte 0) and 2c + 1 (byte 1), as dequant.cpp q4_k_scale_min:
+  // j < 4: sc = b[j] & 63, m = b[j + 4] & 63; j >= 4: sc = (b[j + 4] & 15) | (b[j - 4] >> 6) << 4,
+  // m = (b[j + 4] >> 4) | (b[j] >> 6) << 4 (h.y = bytes 0..3, h.z = 4..7, h.w = 8..11).
+  const uint asc = sel.hi ? h.w : h.y;
+  const uint am = sel.hi ? (h.w >> 4) : h.z;
+  const uint scp = ((asc >> sel.s) & sel.ma) | ((h.y >> (sel.s + 2u)) & sel.mb);
+  const uint mnp = ((am >> sel.s) & sel.ma) | ((h.z >> (sel.s + 2u)) & sel.mb);
+  const vec2 dm = unpackHalf2x16(h.x);
+  // magic(x & 0xFF00) is 256 * the byte-1 value; sums.y carries the matching 1/256.
+  const float dot_lo = lo1 + lo256 * (1.0 / 256.0);
+  const float dot_hi = hi16 * (1.0 / 4096.0) + hi4096 * (1.0 / 1048576.0);
+  return dm.x * (magic(scp & 0xFFu) * dot_lo + magic(scp & 0xFF00u) * dot_hi) -
+         dm.y * (magic(mnp & 0xFFu) * sums.x + magic(mnp & 0xFF00u) * sums.y);
 #elif defined(VARIANT_Q8_0)
   uint blk = row + (u >> 1) * kBlockBytes;
   float d = unpackHalf2x16(ld32u2(s, blk)).x;

@@ -118,6 +118,18 @@ Parsed parse(int argc, char** argv) {
                  "MoeGpuTuning: weight rows per prefill workgroup, 32 or 64 (0: default, 64)")
       ->check(CLI::IsMember({0u, 32u, 64u}))
       ->capture_default_str();
+  app.add_option("--decode-rows-at-once", o.decode_rows_at_once,
+                 "MoeGpuTuning: rows one subgroup computes at once in decode gate+up, 1..4")
+      ->capture_default_str();
+  app.add_option("--decode-down-rows-at-once", o.decode_down_rows_at_once,
+                 "MoeGpuTuning: rows one subgroup computes at once in decode down, 1..8")
+      ->capture_default_str();
+  app.add_option("--prefill-wide-rows", o.prefill_wide_rows,
+                 "MoeGpuTuning: weight rows per prefill workgroup of 128-pair tiles, 32 or 64")
+      ->check(CLI::IsMember({0u, 32u, 64u}))
+      ->capture_default_str();
+  app.add_flag("--step-times", o.step_times,
+               "print each dispatch's GPU time (median over the timed calls) to stderr");
   try {
     app.parse(argc, argv);
     if (small) {
@@ -126,7 +138,8 @@ Parsed parse(int argc, char** argv) {
       if (!app.count("--warmup")) o.warmup = 1;
     }
     for (const std::string& s : o.shapes)
-      if (!layer_shape(s).ok()) throw CLI::ValidationError("--shape", layer_shape(s).status().message());
+      if (!layer_shape(s).ok())
+        throw CLI::ValidationError("--shape", layer_shape(s).status().message());
     o.types.clear();
     for (const std::string& t : types) {
       auto traits = ggml_type_by_name(t);
@@ -154,7 +167,8 @@ Status write_file(const std::string& path, const std::string& text) {
   if (!f) return Status::FromErrno("open " + path, errno);
   size_t n = fwrite(text.data(), 1, text.size(), f);
   int err = errno;
-  if (fclose(f) != 0 || n != text.size()) return Status::FromErrno("write " + path, err ? err : EIO);
+  if (fclose(f) != 0 || n != text.size())
+    return Status::FromErrno("write " + path, err ? err : EIO);
   return Status::Ok();
 }
 

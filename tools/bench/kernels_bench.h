@@ -38,6 +38,10 @@ struct KernelsBenchOptions {
   uint32_t decode_workgroup = 0;
   uint32_t decode_rows = 0;
   uint32_t prefill_rows = 0;
+  uint32_t decode_rows_at_once = 0;       // MoeGpuTuning::decode_rows_at_once
+  uint32_t decode_down_rows_at_once = 0;  // MoeGpuTuning::decode_down_rows_at_once
+  uint32_t prefill_wide_rows = 0;         // MoeGpuTuning::prefill_wide_rows
+  bool step_times = false;                // print each dispatch's GPU time (stderr)
 };
 
 // Parses the subcommand's arguments (argv[0] is "kernels") and runs it. Returns the process

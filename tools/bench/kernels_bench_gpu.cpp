@@ -51,7 +51,8 @@ class OwnedBuffer {
     bci.usage = usage;
     bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
     VkResult r = vkCreateBuffer(b.device_, &bci, nullptr, &b.buffer_);
-    if (r != VK_SUCCESS) return vk::vk_error("vkCreateBuffer (" + std::to_string(bytes) + " bytes)", r);
+    if (r != VK_SUCCESS)
+      return vk::vk_error("vkCreateBuffer (" + std::to_string(bytes) + " bytes)", r);
     VkMemoryRequirements req;
     vkGetBufferMemoryRequirements(b.device_, b.buffer_, &req);
     auto type = d.find_memory_type(req.memoryTypeBits, want);
@@ -125,7 +126,8 @@ Result<ResidentLayer> make_resident(const vk::Device& d, const LayerShape& shape
 
   // Staging: whole slots, about 256 MiB at a time.
   const uint64_t per_batch = std::max<uint64_t>(1, (uint64_t{256} << 20) / layout.slot_stride);
-  const uint64_t staging_bytes = std::min<uint64_t>(per_batch, shape.n_experts) * layout.slot_stride;
+  const uint64_t staging_bytes =
+      std::min<uint64_t>(per_batch, shape.n_experts) * layout.slot_stride;
   auto staging = OwnedBuffer::create(
       d, staging_bytes, VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT |
@@ -137,7 +139,8 @@ Result<ResidentLayer> make_resident(const vk::Device& d, const LayerShape& shape
   const uint32_t threads =
       o.fill_threads ? o.fill_threads : std::max(1u, std::thread::hardware_concurrency());
   for (uint32_t first = 0; first < shape.n_experts; first += static_cast<uint32_t>(per_batch)) {
-    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(per_batch, shape.n_experts - first));
+    const uint32_t n =
+        static_cast<uint32_t>(std::min<uint64_t>(per_batch, shape.n_experts - first));
     for (uint32_t j = 0; j < n; ++j)
       fill_expert(layout, o.seed, first + j, staging->mapped() + uint64_t{j} * layout.slot_stride,
                   threads);
@@ -196,6 +199,15 @@ std::string where(const LayerShape& s, GgmlType t, const char* kernel, uint32_t 
   return w;
 }
 
+// --step-times: the median GPU time of each dispatch (in order) over the timed calls.
+void print_steps(const std::string& what, std::vector<std::vector<double>>& steps) {
+  fprintf(stderr, "  steps %s (us):", what.c_str());
+  for (auto& v : steps) {
+    if (!v.empty()) fprintf(stderr, " %.1f", median_of(v) * 1e6);
+  }
+  fprintf(stderr, "\n");
+}
+
 // Decode: one call per routing (fresh experts each call), median GPU time after warm-up.
 void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, const MoeGpuShape& ms,
                   const KernelsBenchOptions& o, KernelsReport* report) {
@@ -205,13 +217,14 @@ void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, cons
                                std::to_string(kernels::kMaxDecodeTokens) + " tokens");
       continue;
     }
-    const auto routes = make_routings(o.warmup + o.reps, n, s.top_k, s.n_experts, 0, true,
-                                      o.seed + n);
+    const auto routes =
+        make_routings(o.warmup + o.reps, n, s.top_k, s.n_experts, 0, true, o.seed + n);
     const std::vector<float> x = random_activations(uint64_t{n} * s.n_embd, o.seed + 100 + n);
     std::vector<float> out(x.size());
     std::vector<double> secs;
     double distinct = 0, bytes = 0;
     Status failed = Status::Ok();
+    std::vector<std::vector<double>> steps;
     for (uint32_t i = 0; i < o.warmup + o.reps && failed.ok(); ++i) {
       const Routing& r = routes[i];
       auto t = gpu.time_decode(ms, L.experts, x, r.ids, r.weights, 1, out);
@@ -221,6 +234,9 @@ void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, cons
       }
       if (i < o.warmup) continue;
       secs.push_back(*t);
+      const auto& st = gpu.last_step_seconds();
+      if (steps.size() < st.size()) steps.resize(st.size());
+      for (size_t j = 0; j < st.size(); ++j) steps[j].push_back(st[j]);
       distinct += r.distinct_experts;
       bytes += double(r.distinct_experts) * L.layout.expert_bytes;
     }
@@ -230,22 +246,24 @@ void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, cons
     }
     KernelRow row = base_row("decode", s, L.layout.type, n);
     finish_row(&row, secs, distinct, bytes);
+    if (o.step_times) print_steps(where(s, L.layout.type, "decode", n), steps);
     report->rows.push_back(row);
   }
 }
 
 // Prefill: every tile width on the same routings, interleaved call by call so drift hits
 // every width alike; bytes count each distinct expert once per call.
-void bench_prefill(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s,
-                   const MoeGpuShape& ms, const KernelsBenchOptions& o, KernelsReport* report) {
+void bench_prefill(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, const MoeGpuShape& ms,
+                   const KernelsBenchOptions& o, KernelsReport* report) {
   for (uint32_t n : o.prefill_tokens) {
     if (n == 0) continue;
-    const auto routes = make_routings(o.warmup + o.reps, n, s.top_k, s.n_experts, o.skew, false,
-                                      o.seed + 1000 + n);
+    const auto routes =
+        make_routings(o.warmup + o.reps, n, s.top_k, s.n_experts, o.skew, false, o.seed + 1000 + n);
     const std::vector<float> x = random_activations(uint64_t{n} * s.n_embd, o.seed + 2000 + n);
     std::vector<float> out(x.size());
     const size_t nt = o.tiles.size();
     std::vector<std::vector<double>> secs(nt);
+    std::vector<std::vector<std::vector<double>>> steps(nt);
     std::vector<Status> failed(nt, Status::Ok());
     double distinct = 0, bytes = 0;
     for (uint32_t i = 0; i < o.warmup + o.reps; ++i) {
@@ -257,7 +275,13 @@ void bench_prefill(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s,
           failed[ti] = t.status();
           continue;
         }
-        if (i >= o.warmup) secs[ti].push_back(*t);
+        if (i >= o.warmup) {
+          secs[ti].push_back(*t);
+          const auto& st = gpu.last_step_seconds();
+          auto& sv = steps[ti];
+          if (sv.size() < st.size()) sv.resize(st.size());
+          for (size_t j = 0; j < st.size(); ++j) sv[j].push_back(st[j]);
+        }
       }
       if (i >= o.warmup) {
         distinct += r.distinct_experts;
@@ -270,6 +294,7 @@ void bench_prefill(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s,
                                  failed[ti].to_string());
         continue;
       }
+      if (o.step_times) print_steps(where(s, L.layout.type, "prefill", n, o.tiles[ti]), steps[ti]);
       KernelRow row = base_row("prefill", s, L.layout.type, n);
       row.tile = o.tiles[ti];
       finish_row(&row, secs[ti], distinct, bytes);  // every routing timed at every width
@@ -292,15 +317,22 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
   tuning.decode_workgroup = o.decode_workgroup;
   tuning.decode_rows = o.decode_rows;
   tuning.prefill_rows = o.prefill_rows;
+  tuning.decode_rows_at_once = o.decode_rows_at_once;
+  tuning.decode_down_rows_at_once = o.decode_down_rows_at_once;
+  tuning.prefill_wide_rows = o.prefill_wide_rows;
   if (Status st = (*gpu)->set_tuning(tuning); !st.ok()) return st;
   report->has_device = true;
   report->device.name = d.name();
   report->device.driver = d.driver();
   report->device.uuid = vk::uuid_string(d.uuid());
   report->device.subgroup_size = d.subgroup_size();
-  report->device.tuning = "decode_workgroup=" + std::to_string(o.decode_workgroup) +
-                          " decode_rows=" + std::to_string(o.decode_rows) +
-                          " prefill_rows=" + std::to_string(o.prefill_rows);
+  report->device.tuning =
+      "decode_workgroup=" + std::to_string(o.decode_workgroup) +
+      " decode_rows=" + std::to_string(o.decode_rows) +
+      " prefill_rows=" + std::to_string(o.prefill_rows) +
+      " decode_rows_at_once=" + std::to_string(o.decode_rows_at_once) +
+      " decode_down_rows_at_once=" + std::to_string(o.decode_down_rows_at_once) +
+      " prefill_wide_rows=" + std::to_string(o.prefill_wide_rows);
   fprintf(stderr, "moepool-bench kernels: %s, driver %s, deviceUUID %s\n", d.name().c_str(),
           d.driver().c_str(), report->device.uuid.c_str());
   if (d.timestamp_period_ns() <= 0)
