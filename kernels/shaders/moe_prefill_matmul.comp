@@ -2,7 +2,10 @@
 // Prefill, one expert tile per workgroup row (y): the tile's TILE routed pairs times BM
 // weight rows (x), K in steps of 32 columns. Each step dequantizes the BM x 32 weights once
 // into shared memory and applies them to every pair of the tile (the reason wide tiles are
-// faster). 256 threads as 16 x 16: thread (tr, tc) owns rows tr + 16 i and pairs tc + 16 j.
+// faster). 256 threads as TR x TC: thread (tr, tc) owns the 4 consecutive rows 4 tr.. and
+// the CN consecutive pairs CN tc.., so each k step reads its weights and activations from
+// shared memory as whole vec4s (one 16-byte load serves 4 rows, not 1) and does
+// 4 * CN (gate_up: 8 * CN) FMAs per 2..3 loads: the kernel is bound by FMAs, not by loads.
 // The host runs each tile with the narrowest TILE that holds its pairs (tiles of one width
 // per dispatch, from tile_base on), so a half-empty tile costs no more than a narrower one.
 //   MODE_DOWN = 0 (gate_up): act = x[token], K = n_embd, rows = n_ff,
@@ -18,8 +21,11 @@ layout(constant_id = 3) const uint TILE = 128;      // pairs per tile: 32, 64 or
 layout(constant_id = 4) const uint MODE_DOWN = 0;
 
 const uint BK = 32u;
-const uint RM = BM / 16u;    // rows per thread
-const uint CN = TILE / 16u;  // pairs per thread
+const uint TR = BM / 4u;     // thread rows (4 weight rows each)
+const uint TC = 256u / TR;   // thread columns
+const uint CN = TILE / TC;   // pairs per thread: 1..8
+const uint BM4 = BM / 4u;
+const uint T4 = TILE / 4u;
 
 // Per tile, 8 words: gate seg, gate offset, up seg, up offset, down seg, down offset,
 // first pair, pair count.
@@ -35,13 +41,9 @@ layout(push_constant) uniform Push {
   uint tile_base;  // this dispatch's first tile
 } pc;
 
-// Rows of the shared arrays are padded by one float so the stores (a thread per row run,
-// a thread per pair) hit distinct banks.
-const uint WS = BM + 1u;
-const uint XS = TILE + 1u;
-shared float w_a[BK * WS];                           // [k][row]: gate (or down)
-shared float w_b[BK * (MODE_DOWN == 1u ? 1u : WS)];  // [k][row]: up
-shared float xs[BK * XS];                            // [k][pair]
+shared vec4 w_a[BK * BM4];                            // [k][row / 4]: gate (or down)
+shared vec4 w_b[BK * (MODE_DOWN == 1u ? 1u : BM4)];  // [k][row / 4]: up
+shared vec4 xs[BK * T4];                             // [k][pair / 4]
 
 vec4 load_xv(uint i) { return act[i]; }  // unused here; moe_weights.glsl declares it
 
@@ -61,11 +63,11 @@ void main() {
   const uint n_rows = down ? pc.n_embd : pc.n_ff;
   const uint rb = row_bytes(K);
   const uint row0 = gl_WorkGroupID.x * BM;
-  const uint tr = tid & 15u, tc = tid >> 4;
+  const uint tr = tid % TR, tc = tid / TR;
 
-  float acc_a[RM][CN];
-  float acc_b[RM][CN];
-  [[unroll]] for (uint i = 0u; i < RM; ++i)
+  float acc_a[4][CN];
+  float acc_b[4][CN];
+  [[unroll]] for (uint i = 0u; i < 4u; ++i)
     [[unroll]] for (uint j = 0u; j < CN; ++j) {
       acc_a[i][j] = 0.0;
       acc_b[i][j] = 0.0;
@@ -82,50 +84,63 @@ void main() {
       } else {
         for (uint i = 0u; i < 8u; ++i) v[i] = 0.0;
       }
-      for (uint i = 0u; i < 8u; ++i) w_a[(c8 + i) * WS + r] = v[i];
+      for (uint i = 0u; i < 8u; ++i) w_a[(c8 + i) * BM4 + (r >> 2)][r & 3u] = v[i];
       if (!down) {
         if (in_range) {
           dequant8(sb, ob + (row0 + r) * rb, k0 + c8, v);
         }
-        for (uint i = 0u; i < 8u; ++i) w_b[(c8 + i) * WS + r] = v[i];
+        for (uint i = 0u; i < 8u; ++i) w_b[(c8 + i) * BM4 + (r >> 2)][r & 3u] = v[i];
       }
     }
-    // Activations: TILE pairs x 32 columns = TILE * 8 vec4s.
+    // Activations: TILE pairs x 32 columns = TILE * 8 vec4s; consecutive threads take
+    // consecutive pairs (their stores hit consecutive banks).
     for (uint e = tid; e < TILE * 8u; e += 256u) {
-      const uint c = e >> 3, q = e & 7u;
+      const uint c = e % TILE, q = e / TILE;
       vec4 a = vec4(0.0);
       if (c < n_pairs) {
         const uint src = down ? first + c : pairs[first + c].x;
         a = act[(src * K + k0) / 4u + q];
       }
-      xs[(4u * q) * XS + c] = a.x;
-      xs[(4u * q + 1u) * XS + c] = a.y;
-      xs[(4u * q + 2u) * XS + c] = a.z;
-      xs[(4u * q + 3u) * XS + c] = a.w;
+      xs[(4u * q) * T4 + (c >> 2)][c & 3u] = a.x;
+      xs[(4u * q + 1u) * T4 + (c >> 2)][c & 3u] = a.y;
+      xs[(4u * q + 2u) * T4 + (c >> 2)][c & 3u] = a.z;
+      xs[(4u * q + 3u) * T4 + (c >> 2)][c & 3u] = a.w;
     }
     barrier();
     [[unroll]] for (uint k = 0u; k < BK; ++k) {
       float xv[CN];
-      [[unroll]] for (uint j = 0u; j < CN; ++j) xv[j] = xs[k * XS + tc + 16u * j];
-      [[unroll]] for (uint i = 0u; i < RM; ++i) {
-        const float wa = w_a[k * WS + tr + 16u * i];
-        [[unroll]] for (uint j = 0u; j < CN; ++j) acc_a[i][j] += wa * xv[j];
-        if (!down) {
-          const float wb = w_b[k * WS + tr + 16u * i];
-          [[unroll]] for (uint j = 0u; j < CN; ++j) acc_b[i][j] += wb * xv[j];
+      if (CN >= 4u) {
+        [[unroll]] for (uint j4 = 0u; j4 < CN / 4u; ++j4) {
+          const vec4 t = xs[k * T4 + tc * (CN / 4u) + j4];
+          xv[4u * j4] = t.x;
+          xv[4u * j4 + 1u] = t.y;
+          xv[4u * j4 + 2u] = t.z;
+          xv[4u * j4 + 3u] = t.w;
         }
+      } else {
+        const vec4 t = xs[k * T4 + (tc * CN) / 4u];
+        const uint b = (tc * CN) & 3u;
+        [[unroll]] for (uint j = 0u; j < CN; ++j) xv[j] = t[b + j];
+      }
+      const vec4 wa = w_a[k * BM4 + tr];
+      [[unroll]] for (uint i = 0u; i < 4u; ++i)
+        [[unroll]] for (uint j = 0u; j < CN; ++j) acc_a[i][j] += wa[i] * xv[j];
+      if (!down) {
+        const vec4 wb = w_b[k * BM4 + tr];
+        [[unroll]] for (uint i = 0u; i < 4u; ++i)
+          [[unroll]] for (uint j = 0u; j < CN; ++j) acc_b[i][j] += wb[i] * xv[j];
       }
     }
     barrier();
   }
 
   [[unroll]] for (uint j = 0u; j < CN; ++j) {
-    const uint c = tc + 16u * j;
+    const uint c = tc * CN + j;
     if (c >= n_pairs) continue;
     const uvec2 pr = pairs[first + c];
     const uint dst_row = down ? pr.x * pc.top_k + pr.y : first + c;
-    [[unroll]] for (uint i = 0u; i < RM; ++i) {
-      const uint r = row0 + tr + 16u * i;
+    [[unroll]] for (uint i = 0u; i < 4u; ++i) {
+      const uint r = row0 + 4u * tr + i;
       if (r >= n_rows) continue;
       dst[dst_row * n_rows + r] = down ? acc_a[i][j] : silu(acc_a[i][j]) * acc_b[i][j];
     }

@@ -197,10 +197,15 @@ float unit_dot(uint s, uint row, uint u, UnitSel sel, vec4 xs[XV], vec2 sums) {
     const uint w2 = w >> 16;
     const vec4 xl = xs[m];
     const vec4 xh = xs[4u + m];
-    lo1 += magic(w & 0xFu) * xl.x + magic(w2 & 0xFu) * xl.z;
-    lo256 += magic(w & 0xF00u) * xl.y + magic(w2 & 0xF00u) * xl.w;
-    hi16 += magic(w & 0xF0u) * xh.x + magic(w2 & 0xF0u) * xh.z;
-    hi4096 += magic(w & 0xF000u) * xh.y + magic(w2 & 0xF000u) * xh.w;
+    // One FMA per weight (a + b * x + c * z would be FMUL + FFMA + FADD for two).
+    lo1 = fma(magic(w & 0xFu), xl.x, lo1);
+    lo1 = fma(magic(w2 & 0xFu), xl.z, lo1);
+    lo256 = fma(magic(w & 0xF00u), xl.y, lo256);
+    lo256 = fma(magic(w2 & 0xF00u), xl.w, lo256);
+    hi16 = fma(magic(w & 0xF0u), xh.x, hi16);
+    hi16 = fma(magic(w2 & 0xF0u), xh.z, hi16);
+    hi4096 = fma(magic(w & 0xF000u), xh.y, hi4096);
+    hi4096 = fma(magic(w2 & 0xF000u), xh.w, hi4096);
   }
   // Scales/mins of sub-blocks 2c (byte 0) and 2c + 1 (byte 1), as dequant.cpp q4_k_scale_min:
   // j < 4: sc = b[j] & 63, m = b[j + 4] & 63; j >= 4: sc = (b[j + 4] & 15) | (b[j - 4] >> 6) << 4,
