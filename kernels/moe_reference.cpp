@@ -27,7 +27,8 @@ Status check_proj(const ProjWeights& p, uint32_t cols, uint32_t expert, const ch
   return Status::Ok();
 }
 
-// Checks the shapes, spans, ids and every routed expert's projections; `fn` names the caller.
+}  // namespace
+
 Status check_moe_args(const char* fn, const MoeShape& shape,
                       std::span<const ExpertWeights> experts, std::span<const float> x,
                       std::span<const uint32_t> ids, std::span<const float> weights,
@@ -64,6 +65,8 @@ Status check_moe_args(const char* fn, const MoeShape& shape,
   }
   return Status::Ok();
 }
+
+namespace {
 
 // Returns sum_c row[c] * v[c] in double, c ascending (the one dot product both functions use).
 double dot(const float* row, const double* v, uint64_t cols) {

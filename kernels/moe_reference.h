@@ -52,6 +52,15 @@ Status moe_prefill_reference(const MoeShape& shape, std::span<const ExpertWeight
                              std::span<const float> x, std::span<const uint32_t> ids,
                              std::span<const float> weights, uint32_t tile, std::span<float> out);
 
+// Checks what every routed MoE FFN entry point takes: n_embd, n_ff and top_k > 0, x and
+// out whole tokens of equal size, ids and weights n_tokens * top_k, every id in range, and
+// each routed expert's projections present, of a dequant_supported type and whole blocks.
+// The error names `fn` (the caller) and the bad field.
+Status check_moe_args(const char* fn, const MoeShape& shape,
+                      std::span<const ExpertWeights> experts, std::span<const float> x,
+                      std::span<const uint32_t> ids, std::span<const float> weights,
+                      std::span<float> out);
+
 // Returns SiLU(v) = v / (1 + exp(-v)).
 double silu(double v);
 

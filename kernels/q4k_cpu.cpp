@@ -183,32 +183,13 @@ Status check_q4k_args(const MoeShape& shape, std::span<const ExpertWeights> expe
     return InvalidArgument(f + ": n_embd " + std::to_string(embd) + " and n_ff " +
                            std::to_string(ff) + " must be multiples of 256 (the Q4_K block)");
   }
-  if (x.size() % embd != 0) {
-    return InvalidArgument(f + ": x has " + std::to_string(x.size()) +
-                           " floats, not a multiple of n_embd " + std::to_string(embd));
-  }
-  const uint64_t n_tokens = x.size() / embd;
-  if (out.size() != x.size()) {
-    return InvalidArgument(f + ": out has " + std::to_string(out.size()) + " floats, x has " +
-                           std::to_string(x.size()));
-  }
-  if (ids.size() != n_tokens * k || weights.size() != n_tokens * k) {
-    return InvalidArgument(f + ": ids (" + std::to_string(ids.size()) + ") and weights (" +
-                           std::to_string(weights.size()) +
-                           ") must hold n_tokens * top_k = " + std::to_string(n_tokens * k));
-  }
+  MOEPOOL_RETURN_IF_ERROR(check_moe_args(f.c_str(), shape, experts, x, ids, weights, out));
   for (uint64_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] >= experts.size()) {
-      return InvalidArgument(f + ": ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
-                             " is out of range (" + std::to_string(experts.size()) +
-                             " experts)");
-    }
     const ExpertWeights& e = experts[ids[i]];
     const std::pair<const ProjWeights*, const char*> projs[] = {
         {&e.gate, "gate"}, {&e.up, "up"}, {&e.down, "down"}};
     for (const auto& [p, what] : projs) {
       const std::string name = f + ": expert " + std::to_string(ids[i]) + " " + what;
-      if (p->data == nullptr) return InvalidArgument(name + ": no weights (data is null)");
       if (p->type != GgmlType::Q4_K) {
         return InvalidArgument(name + ": weight type " + std::string(ggml_type_name(p->type)) +
                                " is not q4_K (this path needs all three projections q4_K)");
