@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/dequant.h"
+#include "q4_k_scales.h"
 #include "kernels/moe_reference.h"
 #include "kernels/q4k_cpu.h"
 
@@ -32,22 +33,6 @@ uint16_t to_half(float v) {  // v a normal half value, truncated (fine for scale
   const uint32_t sign = (b >> 16) & 0x8000u;
   const int exp = static_cast<int>((b >> 23) & 0xff) - 127 + 15;
   return static_cast<uint16_t>(sign | (static_cast<uint32_t>(exp) << 10) | ((b >> 13) & 0x3ffu));
-}
-
-// Packs 8 six-bit scales and mins into Q4_K's 12 scale bytes (sub-blocks 0-3 in the low 6
-// bits of bytes 0-3 / 4-7; 4-7 as a low nibble in bytes 8-11 plus 2 high bits on top of
-// bytes 0-3 / 4-7).
-void pack_scales(const uint8_t sc[8], const uint8_t m[8], uint8_t* out) {
-  std::memset(out, 0, 12);
-  for (int j = 0; j < 4; ++j) {
-    out[j] = sc[j] & 63;
-    out[j + 4] = m[j] & 63;
-  }
-  for (int j = 4; j < 8; ++j) {
-    out[j + 4] = static_cast<uint8_t>((sc[j] & 0x0f) | ((m[j] & 0x0f) << 4));
-    out[j - 4] |= static_cast<uint8_t>((sc[j] >> 4) << 6);
-    out[j] |= static_cast<uint8_t>((m[j] >> 4) << 6);
-  }
 }
 
 // Random Q4_K bytes for a [rows][cols] matrix, d a positive half around 2^-11 (the magnitude
@@ -76,7 +61,7 @@ std::vector<uint8_t> random_q4k(uint32_t rows, uint32_t cols, std::mt19937& rng,
         sc[j] = static_cast<uint8_t>(six(rng));
         m[j] = static_cast<uint8_t>(std::clamp(sc[j] + jitter(rng), 0, 63));
       }
-      pack_scales(sc, m, blk + 4);
+      pack_q4_k_scales(sc, m, blk + 4);
     }
   }
   return b;
