@@ -6,9 +6,6 @@
 #include "kernels/vk_memory_import.h"
 
 namespace moepool {
-// Workers import a segment with the very buffer usage it was exported with (an OPAQUE_FD
-// import of a dedicated allocation must match): the two constants must never drift apart.
-static_assert(kSegmentBufferUsage == vk::kVramSegmentUsage);
 namespace {
 
 std::string mib(uint64_t b) { return std::to_string(b >> 20) + " MiB"; }
@@ -47,15 +44,11 @@ Result<std::unique_ptr<VkPoolMemory>> VkPoolMemory::create(int device_index,
   for (uint32_t i = 0; i < segment_count; ++i) {
     const std::string what = "VRAM segment " + std::to_string(i);
     Segment seg;
-    VkExternalMemoryBufferCreateInfo ext{VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO};
-    ext.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT;
-    VkBufferCreateInfo bci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-    bci.pNext = &ext;
-    bci.size = segment_bytes;
-    bci.usage = kSegmentBufferUsage;
-    bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-    VkResult r = vkCreateBuffer(vd, &bci, nullptr, &seg.buffer);
-    if (r != VK_SUCCESS) return vk::vk_error(what + ": vkCreateBuffer", r);
+    // The buffer workers' imports create too (kernels/vk_memory_import.h): an OPAQUE_FD
+    // import of a dedicated allocation must match the export exactly.
+    auto buffer = vk::create_vram_segment_buffer(d, segment_bytes);
+    if (!buffer.ok()) return Status(buffer.status().code(), what + ": " + buffer.status().message());
+    seg.buffer = *buffer;
     pm->segments_.push_back(seg);  // destroyed by ~VkPoolMemory on any failure below
     Segment& s = pm->segments_.back();
 
@@ -77,7 +70,7 @@ Result<std::unique_ptr<VkPoolMemory>> VkPoolMemory::create(int device_index,
     ai.pNext = &export_info;
     ai.allocationSize = req.size;
     ai.memoryTypeIndex = type_index;
-    r = vkAllocateMemory(vd, &ai, nullptr, &s.memory);
+    VkResult r = vkAllocateMemory(vd, &ai, nullptr, &s.memory);
     if (r != VK_SUCCESS)
       return vk::vk_error(what + ": vkAllocateMemory of " + mib(req.size) + " (the pool needs " +
                               mib(segment_bytes * segment_count) + " of device memory)",

@@ -3,7 +3,7 @@
 // segment, exported once as an OPAQUE_FD that the fd side channel hands to workers in place
 // of the host backend's memfds. Workers import a segment with a VkBuffer of
 // segment_bytes created with VkExternalMemoryBufferCreateInfo(OPAQUE_FD), usage
-// kSegmentBufferUsage, bound to memory allocated with VkImportMemoryFdInfoKHR and
+// vk::kVramSegmentUsage (kernels/vk_memory_import.h), bound to memory allocated with VkImportMemoryFdInfoKHR and
 // VkMemoryDedicatedAllocateInfo (the export is a dedicated allocation), after checking
 // that their device's deviceUUID equals device_uuid(). The daemon never maps these
 // segments. Exports cannot be revoked, so the memory is freed only when this object is
@@ -22,11 +22,6 @@
 #include "kernels/vk_device.h"
 
 namespace moepool {
-
-// Usage of every segment buffer (the importing side must create its buffer with the same).
-inline constexpr VkBufferUsageFlags kSegmentBufferUsage =
-    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-    VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 
 class VkPoolMemory {
  public:

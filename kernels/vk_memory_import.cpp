@@ -200,6 +200,13 @@ Result<ImportedSegment> import_host_segment(const Device& d, const void* data, u
   return seg;
 }
 
+Result<VkBuffer> create_vram_segment_buffer(const Device& d, uint64_t bytes) {
+  BufferGuard buf;
+  MOEPOOL_RETURN_IF_ERROR(create_external_buffer(
+      d, bytes, VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT, kVramSegmentUsage, &buf));
+  return buf.take();
+}
+
 Result<uint32_t> opaque_fd_memory_type(const Device& d, uint64_t bytes) {
   BufferGuard buf;
   MOEPOOL_RETURN_IF_ERROR(create_external_buffer(

@@ -99,6 +99,13 @@ Result<ImportedSegment> import_host_segment(const Device& device, const void* da
 Result<ImportedSegment> import_fd_segment(const Device& device, int fd, uint64_t bytes,
                                           const DeviceUuid& exporter, uint32_t index);
 
+// Creates the VkBuffer a VRAM segment of `bytes` is bound to, exactly as an OPAQUE_FD export
+// of a dedicated allocation and its imports must agree on it: usage kVramSegmentUsage,
+// external handle type OPAQUE_FD, exclusive sharing. The daemon's VRAM pool
+// (daemon/vk_pool_memory.cpp) creates its segments with it and import_fd_segment() its
+// imports, so the two cannot drift apart. The caller destroys the buffer.
+Result<VkBuffer> create_vram_segment_buffer(const Device& device, uint64_t bytes);
+
 // The memory type a VRAM segment of `bytes` (an OPAQUE_FD-exportable buffer with
 // kVramSegmentUsage) lives in on `device`: the first DEVICE_LOCAL type its memory
 // requirements allow. Exporter and importer both use this rule (an OPAQUE_FD import must
