@@ -33,9 +33,9 @@ namespace moepool::vk {
 // and a transfer source (tests and tools copy bytes out of it).
 inline constexpr VkBufferUsageFlags kImportedBufferUsage =
     VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT;
-// Usage of the VkBuffer over an imported VRAM segment. The export is a dedicated
-// allocation, so the importing buffer must be created exactly as the daemon's was: this
-// must equal daemon/vk_pool_memory.h's kSegmentBufferUsage.
+// Usage of the VkBuffer of a VRAM segment, on the daemon's exporting side and on every
+// importing side alike (the export is a dedicated allocation, so the buffers must match;
+// create_vram_segment_buffer() is the one place both create it).
 inline constexpr VkBufferUsageFlags kVramSegmentUsage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
                                                         VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                                         VK_BUFFER_USAGE_TRANSFER_DST_BIT;
