@@ -106,21 +106,57 @@ TEST(KernelsBench, SmallSmokeRunHasPositiveThroughputForEveryKernelAndTile) {
     for (const char* f : {"median_s", "mean_s", "min_s", "tokens_per_s", "gb_per_s",
                           "weight_bytes", "distinct_experts"})
       EXPECT_GT(number_field(row, f), 0) << f << " in " << row;
+    // Decode rows carry the read ceiling on the same calls' expert bytes: the same bytes
+    // (the small shape's projections are whole 16-byte units) at a positive rate.
+    if (kernel == "decode") {
+      for (const char* f : {"ceiling_median_s", "ceiling_gb_per_s", "pct_of_ceiling"})
+        EXPECT_GT(number_field(row, f), 0) << f << " in " << row;
+      EXPECT_EQ(number_field(row, "ceiling_bytes"), number_field(row, "weight_bytes")) << row;
+    } else {
+      EXPECT_TRUE(std::isnan(number_field(row, "ceiling_gb_per_s"))) << row;
+    }
   }
+  EXPECT_NE(r.output.find("ceil GB/s"), std::string::npos) << r.output;
+  EXPECT_FALSE(string_field(text, "ceiling").empty()) << text;
   for (const char* want : {"decode/1", "decode/2", "decode/4", "decode/8", "prefill/128/32",
                            "prefill/128/64", "prefill/128/128"})
     EXPECT_EQ(seen[want], 1) << want << " missing from " << text;
   EXPECT_EQ(seen.size(), 7u) << text;
 }
 
+TEST(KernelsBench, NoCeilingLeavesTheCeilingColumnsOut) {
+  auto dev = moepool::vk::Device::open();
+  if (!dev.ok()) GTEST_SKIP() << "no Vulkan device: " << dev.status().message();
+  dev->reset();
+  TempDir tmp;
+  const fs::path json = tmp.path / "kernels.json";
+  RunResult r = run_bench("kernels --small --no-prefill --tokens 1 --reps 1 --no-ceiling --json " +
+                          json.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("ceil GB/s"), std::string::npos) << r.output;
+  std::ifstream in(json);
+  ASSERT_TRUE(in) << "no JSON at " << json;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str().find("ceiling"), std::string::npos) << ss.str();
+  EXPECT_NE(ss.str().find("\"kernel\": \"decode\""), std::string::npos) << ss.str();
+}
+
+TEST(KernelsBench, ABadCeilingChunkIsAUsageError) {
+  RunResult r = run_bench("kernels --small --ceiling-chunk-kib 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--ceiling-chunk-kib"), std::string::npos) << r.output;
+}
+
 TEST(KernelsBench, HelpNamesEveryFlagAndTheTopLevelHelpNamesTheSubcommand) {
   RunResult r = run_bench("kernels --help");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* flag : {"--shape", "--small", "--type", "--experts", "--tokens",
-                           "--prefill-tokens", "--tiles", "--reps", "--warmup", "--skew", "--seed",
-                           "--device", "--segment-mib", "--peak-gbs", "--no-decode",
-                           "--no-prefill", "--cpu", "--cpu-only", "--json", "--fill-threads", "--decode-workgroup",
-                           "--decode-rows", "--prefill-rows"})
+  for (const char* flag :
+       {"--shape", "--small", "--type", "--experts", "--tokens", "--prefill-tokens", "--tiles",
+        "--reps", "--warmup", "--skew", "--seed", "--device", "--segment-mib", "--peak-gbs",
+        "--no-decode", "--no-prefill", "--cpu", "--cpu-only", "--json", "--fill-threads",
+        "--decode-workgroup", "--decode-rows", "--prefill-rows", "--no-ceiling",
+        "--ceiling-workgroup", "--ceiling-chunk-kib", "--ceiling-unroll", "--ceiling-scrub-mib"})
     EXPECT_NE(r.output.find(flag), std::string::npos) << flag << " not in\n" << r.output;
   RunResult top = run_bench("--help");
   ASSERT_EQ(top.exit_code, 0) << top.output;

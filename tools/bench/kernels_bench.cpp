@@ -38,6 +38,12 @@ Parsed parse(int argc, char** argv) {
       "prefill: each token count runs every tile width on the same routings, interleaved "
       "call by call; weight bytes = every distinct expert once per call; tokens/s, GB/s, "
       "ms and the speed-up over tile 32.\n"
+      "read ceiling (decode rows, unless --no-ceiling): after each decode call, a trivial "
+      "streaming-read kernel (16-byte loads, XOR-reduced) reads the same call's distinct "
+      "experts' gate, up and down byte ranges in the same segments, once; its median GPU time "
+      "gives 'ceil GB/s' and the decode's GB/s as '%ceil' of it. Before each timed read it "
+      "reads other experts untimed (--ceiling-scrub-mib; none of this call's or the next "
+      "call's), so the L2 cache does not serve it what the decode call just read.\n"
       "Prints a table (device name, driver and deviceUUID first) and optionally JSON. Exit "
       "status: 0 when everything ran, 1 on any error, 2 on a usage error.",
       "moepool-bench kernels"};
@@ -128,6 +134,26 @@ Parsed parse(int argc, char** argv) {
                  "MoeGpuTuning: weight rows per prefill workgroup of 128-pair tiles, 32 or 64")
       ->check(CLI::IsMember({0u, 32u, 64u}))
       ->capture_default_str();
+  bool no_ceiling = false;
+  app.add_flag("--no-ceiling", no_ceiling, "skip the read ceiling beside the decode rows");
+  app.add_option("--ceiling-workgroup", o.ceiling_workgroup,
+                 "read ceiling: threads per workgroup (specialization constant)")
+      ->check(CLI::Range(1u, 1024u))
+      ->capture_default_str();
+  app.add_option("--ceiling-chunk-kib", o.ceiling_chunk_kib,
+                 "read ceiling: KiB each workgroup reads of one range (specialization constant)")
+      ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str();
+  app.add_option("--ceiling-unroll", o.ceiling_unroll,
+                 "read ceiling: 16-byte loads each thread keeps in flight, 1..16 "
+                 "(specialization constant)")
+      ->check(CLI::Range(1u, 16u))
+      ->capture_default_str();
+  app.add_option("--ceiling-scrub-mib", o.ceiling_scrub_mib,
+                 "read ceiling: MiB of other experts read untimed before each timed read, to "
+                 "evict the call's experts from the L2 cache (0: none)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 20))
+      ->capture_default_str();
   app.add_flag("--step-times", o.step_times,
                "print each dispatch's GPU time (median over the timed calls) to stderr");
   try {
@@ -149,6 +175,7 @@ Parsed parse(int argc, char** argv) {
       o.types.push_back(traits->type);
     }
     o.decode = !no_decode;
+    o.ceiling = !no_ceiling;
     o.prefill = !no_prefill;
     if (cpu_only) {
       o.cpu = true;

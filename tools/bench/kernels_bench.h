@@ -2,7 +2,9 @@
 // synthetic layer resident in device-local segments laid out as a pool lays out slots:
 // decode (1..8 tokens, fresh routing each repetition) and prefill (many tokens, tiles of
 // 32/64/128 pairs), in weight bytes per second and tokens per second, GPU time from
-// timestamp queries. Optionally (--cpu) the CPU Q4_K fast path against the CPU reference.
+// timestamp queries; beside each decode row, the measured read ceiling on the same calls'
+// expert bytes (kernels_bench_ceiling.h). Optionally (--cpu) the CPU Q4_K fast path against
+// the CPU reference.
 // Thread safety: run_kernels_bench is called once, from main's thread.
 #pragma once
 
@@ -42,6 +44,12 @@ struct KernelsBenchOptions {
   uint32_t decode_down_rows_at_once = 0;  // MoeGpuTuning::decode_down_rows_at_once
   uint32_t prefill_wide_rows = 0;         // MoeGpuTuning::prefill_wide_rows
   bool step_times = false;                // print each dispatch's GPU time (stderr)
+  // The read ceiling beside each decode row (kernels/gpu_read_ceiling.h).
+  bool ceiling = true;
+  uint32_t ceiling_workgroup = 256;  // threads per workgroup
+  uint32_t ceiling_chunk_kib = 64;   // KiB per workgroup
+  uint32_t ceiling_unroll = 4;       // 16-byte loads in flight per thread
+  uint64_t ceiling_scrub_mib = 256;  // other experts read untimed before each ceiling read
 };
 
 // Parses the subcommand's arguments (argv[0] is "kernels") and runs it. Returns the process

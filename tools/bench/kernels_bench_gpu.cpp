@@ -11,6 +11,7 @@
 
 #include "kernels/moe_gpu.h"
 #include "kernels/vk_device.h"
+#include "tools/bench/kernels_bench_ceiling.h"
 #include "tools/bench/kernels_bench_synth.h"
 
 namespace moepool::bench {
@@ -209,8 +210,9 @@ void print_steps(const std::string& what, std::vector<std::vector<double>>& step
 }
 
 // Decode: one call per routing (fresh experts each call), median GPU time after warm-up.
-void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, const MoeGpuShape& ms,
-                  const KernelsBenchOptions& o, KernelsReport* report) {
+// With `ceiling`, each call is followed by the read ceiling on the same call's experts.
+void bench_decode(MoeGpu& gpu, DecodeCeiling* ceiling, const ResidentLayer& L, const LayerShape& s,
+                  const MoeGpuShape& ms, const KernelsBenchOptions& o, KernelsReport* report) {
   for (uint32_t n : o.decode_tokens) {
     if (n == 0 || n > kernels::kMaxDecodeTokens) {
       report->errors.push_back(where(s, L.layout.type, "decode", n) + ": decode takes 1.." +
@@ -221,9 +223,9 @@ void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, cons
         make_routings(o.warmup + o.reps, n, s.top_k, s.n_experts, 0, true, o.seed + n);
     const std::vector<float> x = random_activations(uint64_t{n} * s.n_embd, o.seed + 100 + n);
     std::vector<float> out(x.size());
-    std::vector<double> secs;
-    double distinct = 0, bytes = 0;
-    Status failed = Status::Ok();
+    std::vector<double> secs, ceiling_secs;
+    double distinct = 0, bytes = 0, ceiling_bytes = 0;
+    Status failed = Status::Ok(), ceiling_failed = Status::Ok();
     std::vector<std::vector<double>> steps;
     for (uint32_t i = 0; i < o.warmup + o.reps && failed.ok(); ++i) {
       const Routing& r = routes[i];
@@ -231,6 +233,18 @@ void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, cons
       if (!t.ok()) {
         failed = t.status();
         break;
+      }
+      if (ceiling && ceiling_failed.ok()) {
+        const std::span<const uint32_t> next = i + 1 < routes.size()
+                                                   ? std::span<const uint32_t>(routes[i + 1].ids)
+                                                   : std::span<const uint32_t>();
+        auto c = ceiling->time_call(r.ids, next);
+        if (!c.ok()) {
+          ceiling_failed = c.status();
+        } else if (i >= o.warmup) {
+          ceiling_secs.push_back(c->seconds);
+          ceiling_bytes += double(c->bytes);
+        }
       }
       if (i < o.warmup) continue;
       secs.push_back(*t);
@@ -246,6 +260,13 @@ void bench_decode(MoeGpu& gpu, const ResidentLayer& L, const LayerShape& s, cons
     }
     KernelRow row = base_row("decode", s, L.layout.type, n);
     finish_row(&row, secs, distinct, bytes);
+    if (!ceiling_failed.ok()) {
+      report->errors.push_back(where(s, L.layout.type, "decode", n) +
+                               ": read ceiling: " + ceiling_failed.to_string());
+    } else if (!ceiling_secs.empty()) {
+      row.ceiling_median_s = median_of(ceiling_secs);
+      row.ceiling_bytes = ceiling_bytes / ceiling_secs.size();
+    }
     if (o.step_times) print_steps(where(s, L.layout.type, "decode", n), steps);
     report->rows.push_back(row);
   }
@@ -321,6 +342,14 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
   tuning.decode_down_rows_at_once = o.decode_down_rows_at_once;
   tuning.prefill_wide_rows = o.prefill_wide_rows;
   if (Status st = (*gpu)->set_tuning(tuning); !st.ok()) return st;
+  std::unique_ptr<DecodeCeiling> ceiling;
+  if (o.ceiling && o.decode) {
+    auto c = DecodeCeiling::create(d, o);
+    if (!c.ok())
+      return Status(c.status().code(),
+                    "read ceiling: " + c.status().message() + " (--no-ceiling leaves it out)");
+    ceiling = std::move(*c);
+  }
   report->has_device = true;
   report->device.name = d.name();
   report->device.driver = d.driver();
@@ -333,6 +362,7 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
       " decode_rows_at_once=" + std::to_string(o.decode_rows_at_once) +
       " decode_down_rows_at_once=" + std::to_string(o.decode_down_rows_at_once) +
       " prefill_wide_rows=" + std::to_string(o.prefill_wide_rows);
+  if (ceiling) report->device.ceiling = ceiling->describe();
   fprintf(stderr, "moepool-bench kernels: %s, driver %s, deviceUUID %s\n", d.name().c_str(),
           d.driver().c_str(), report->device.uuid.c_str());
   if (d.timestamp_period_ns() <= 0)
@@ -379,8 +409,14 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
         report->errors.push_back(cfg + ": bind_segments: " + st.to_string());
         continue;
       }
+      if (ceiling) {
+        if (Status cst = ceiling->bind(L->buffers, *layout, L->experts); !cst.ok()) {
+          report->errors.push_back(cfg + ": read ceiling: " + cst.to_string());
+          continue;
+        }
+      }
       MoeGpuShape ms{s.n_embd, s.n_ff, s.top_k, type, type};
-      if (o.decode) bench_decode(**gpu, *L, s, ms, o, report);
+      if (o.decode) bench_decode(**gpu, ceiling.get(), *L, s, ms, o, report);
       if (o.prefill) bench_prefill(**gpu, *L, s, ms, o, report);
       // The segments are freed now; MoeGpu keeps their stale handles unused until the next
       // bind_segments() replaces them.

@@ -13,20 +13,31 @@ namespace {
 double gbs(double bytes_per_s) { return bytes_per_s / 1e9; }
 
 void print_decode(FILE* out, const KernelsReport& r) {
-  bool any = false;
+  bool any = false, ceiling = false;
+  for (const KernelRow& k : r.rows)
+    if (k.kernel == "decode" && k.ceiling_median_s > 0) ceiling = true;
   for (const KernelRow& k : r.rows) {
     if (k.kernel != "decode") continue;
     if (!any) {
       fprintf(out, "\ndecode (fresh routing per call; bytes = distinct experts' gate+up+down)\n");
-      fprintf(out, "%-9s %-5s %6s %8s %10s %10s %10s %9s%s %12s\n", "shape", "type", "tokens",
+      if (ceiling)
+        fprintf(out,
+                "ceil GB/s: a streaming read of the same calls' expert bytes in the same "
+                "segments (%s)\n",
+                r.device.ceiling.c_str());
+      fprintf(out, "%-9s %-5s %6s %8s %10s %10s %10s %9s%s%s %12s\n", "shape", "type", "tokens",
               "experts", "MB/call", "median us", "mean us", "GB/s", r.peak_gbs > 0 ? "  %peak" : "",
-              "tokens/s");
+              ceiling ? "  ceil GB/s  %ceil" : "", "tokens/s");
       any = true;
     }
     fprintf(out, "%-9s %-5s %6u %8.1f %10.2f %10.1f %10.1f %9.1f", k.shape.c_str(), k.type.c_str(),
             k.tokens, k.distinct_experts, k.weight_bytes / 1e6, k.median_s * 1e6, k.mean_s * 1e6,
             gbs(k.bytes_per_s()));
     if (r.peak_gbs > 0) fprintf(out, " %6.1f%%", 100.0 * gbs(k.bytes_per_s()) / r.peak_gbs);
+    if (ceiling && k.ceiling_median_s > 0)
+      fprintf(out, " %10.1f %5.1f%%", gbs(k.ceiling_bytes_per_s()), k.pct_of_ceiling());
+    else if (ceiling)
+      fprintf(out, " %10s %6s", "-", "-");  // a row whose ceiling failed (see errors)
     fprintf(out, " %12.0f\n", k.tokens_per_s());
   }
 }
@@ -117,6 +128,7 @@ std::string kernels_json(const KernelsReport& r) {
     w.field("subgroup_size", r.device.subgroup_size);
     w.field("segment_bytes", r.device.segment_bytes);
     w.field("tuning", r.device.tuning);
+    if (!r.device.ceiling.empty()) w.field("ceiling", r.device.ceiling);
     w.end_object();
   } else {
     w.null();
@@ -144,6 +156,12 @@ std::string kernels_json(const KernelsReport& r) {
     w.field("min_s", k.min_s);
     w.field("tokens_per_s", k.tokens_per_s());
     w.field("gb_per_s", gbs(k.bytes_per_s()));
+    if (k.ceiling_median_s > 0) {
+      w.field("ceiling_median_s", k.ceiling_median_s);
+      w.field("ceiling_bytes", k.ceiling_bytes);
+      w.field("ceiling_gb_per_s", gbs(k.ceiling_bytes_per_s()));
+      w.field("pct_of_ceiling", k.pct_of_ceiling());
+    }
     w.end_object();
   }
   w.end_array();

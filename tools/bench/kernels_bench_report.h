@@ -15,6 +15,7 @@ struct DeviceFacts {
   uint32_t subgroup_size = 0;
   uint64_t segment_bytes = 0;  // the largest segment the bench allocated
   std::string tuning;          // "decode_workgroup=0 decode_rows=0 prefill_rows=0" (0: default)
+  std::string ceiling;         // the read ceiling's launch shape, empty when not measured
 };
 
 // One measured configuration. GPU time per call: median and mean over `reps` calls.
@@ -29,9 +30,19 @@ struct KernelRow {
   double distinct_experts = 0;  // mean experts one call reads
   double weight_bytes = 0;      // mean bytes of the distinct experts one call reads
   double median_s = 0, mean_s = 0, min_s = 0;
+  // decode: the read ceiling on the same calls' expert ranges (0: not measured): median GPU
+  // seconds of the streaming read and the mean bytes it read per call.
+  double ceiling_median_s = 0, ceiling_bytes = 0;
   // From the median: tokens per second and weight bytes per second.
   double tokens_per_s() const { return median_s > 0 ? tokens / median_s : 0; }
   double bytes_per_s() const { return median_s > 0 ? weight_bytes / median_s : 0; }
+  double ceiling_bytes_per_s() const {
+    return ceiling_median_s > 0 ? ceiling_bytes / ceiling_median_s : 0;
+  }
+  // The kernel's bytes per second as a percentage of the ceiling's (0: no ceiling).
+  double pct_of_ceiling() const {
+    return ceiling_bytes_per_s() > 0 ? 100.0 * bytes_per_s() / ceiling_bytes_per_s() : 0;
+  }
 };
 
 struct KernelsReport {
@@ -48,7 +59,9 @@ struct KernelsReport {
 void print_kernels_table(FILE* out, const KernelsReport& report);
 
 // Returns the report as one JSON object: {"device": {...}, "peak_gbs", "rows": [{...}],
-// "errors": [...]}; each row carries median/mean/min seconds, tokens_per_s and gb_per_s.
+// "errors": [...]}; each row carries median/mean/min seconds, tokens_per_s and gb_per_s, and
+// a decode row with a read ceiling also ceiling_median_s, ceiling_bytes, ceiling_gb_per_s and
+// pct_of_ceiling (the device object then has "ceiling": its launch shape).
 std::string kernels_json(const KernelsReport& report);
 
 // Returns the median of `v` (0 for none).
