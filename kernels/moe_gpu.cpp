@@ -26,7 +26,20 @@ constexpr uint32_t kMaxSteps = 8;  // dispatches per call: decode 2, prefill <= 
 
 struct DecodePush {
   uint32_t n_embd, n_ff, top_k, n_tokens;
+  uint32_t act_meta;  // int8 kernels: uvec4 index where the activations' meta starts
 };
+constexpr uint64_t kQ8BlockBytes = 48;  // int8 activations: 32 values + (d, half sums, 0)
+// Default rows per workgroup of the int8 gate+up kernel: a block of h, which it quantizes.
+constexpr uint32_t kInt8Rows = 32;
+constexpr uint32_t kSpecXq16 = 8;  // int8 gate+up: n_embd / 16 (its shared x)
+// Default decode workgroups (threads), measured best on the H100 (bench/kernels/RESULTS.md).
+constexpr uint32_t kF32Workgroup = 128, kInt8Workgroup = 256;
+
+// Shared memory of the int8 gate+up kernel: x quantized (n_embd bytes + 16 per block of
+// 32) and `rows` floats of h.
+uint64_t int8_shared_bytes(uint32_t n_embd, uint32_t rows) {
+  return uint64_t{n_embd} + uint64_t{n_embd} / 32 * 16 + uint64_t{rows} * 4;
+}
 struct PrefillPush {
   uint32_t n_embd, n_ff, top_k, tile_base;
 };
@@ -83,7 +96,7 @@ struct MoeGpu::Impl {
     if (pool) vkDestroyDescriptorPool(dev.device(), pool, nullptr);
   }
 
-  enum Slot { kAct, kTable, kPairs, kWeights, kH, kPartial, kOut, kStaging, kSlotCount };
+  enum Slot { kAct, kTable, kPairs, kWeights, kH, kPartial, kOut, kStaging, kHQ, kSlotCount };
 
   const vk::Device& dev;
   std::unique_ptr<vk::CommandBuffer> cmd;
@@ -92,7 +105,7 @@ struct MoeGpu::Impl {
   uint32_t seg_slots = 0;
   std::vector<VkBuffer> segments;
   std::vector<uint64_t> segment_bytes;
-  MoeGpuTuning tuning;  // resolved: no zeros but decode_rows (0: per kernel)
+  MoeGpuTuning tuning;  // resolved but the decode launch shape (0: record_work's defaults)
   std::map<std::string, std::unique_ptr<vk::ComputePipeline>> pipelines;
   std::unique_ptr<vk::Buffer> bufs[kSlotCount];
   std::vector<double> step_seconds;  // of the last timed call
@@ -326,35 +339,66 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
 
   const uint32_t sg8 = dev.subgroup_size() % 8 == 0 ? 1 : 0;
   if (call.tile == 0) {
-    const uint32_t subgroups =
-        std::max(1u, tuning.decode_workgroup / std::max(1u, dev.subgroup_size()));
-    const uint32_t rows_gu =
-        tuning.decode_rows ? tuning.decode_rows : subgroups * tuning.decode_rows_at_once;
-    const uint32_t rows_dn =
-        tuning.decode_rows ? tuning.decode_rows : subgroups * tuning.decode_down_rows_at_once;
+    // int8 activations (see MoeGpuActivations; all three projections Q4_K): the int8 gate+up
+    // kernel quantizes x itself and writes h quantized for the int8 down kernel. Its
+    // workgroups hold whole blocks of h: 32 rows, or decode_rows when a multiple of 32.
+    const uint32_t rows_i8 =
+        tuning.decode_rows && tuning.decode_rows % 32 == 0 ? tuning.decode_rows : kInt8Rows;
+    const bool int8 = tuning.decode_activations == MoeGpuActivations::kInt8 &&
+                      s.gate_up_type == GgmlType::Q4_K && s.down_type == GgmlType::Q4_K &&
+                      int8_shared_bytes(s.n_embd, rows_i8) <=
+                          dev.limits().maxComputeSharedMemorySize;
+    // Launch shape: the tuning's, or the defaults measured best on the H100 for each path.
+    const uint32_t wg = tuning.decode_workgroup ? tuning.decode_workgroup
+                        : int8 ? std::min(kInt8Workgroup, dev.limits().maxComputeWorkGroupSize[0])
+                               : kF32Workgroup;
+    const uint32_t at_once_gu = tuning.decode_rows_at_once ? tuning.decode_rows_at_once
+                                : int8                     ? 1u
+                                                           : 2u;
+    const uint32_t at_once_dn = tuning.decode_down_rows_at_once ? tuning.decode_down_rows_at_once
+                                : tuning.decode_rows_at_once    ? tuning.decode_rows_at_once
+                                                                : 2u;
+    const uint32_t subgroups = std::max(1u, wg / std::max(1u, dev.subgroup_size()));
+    const uint32_t rows_gu = int8 ? rows_i8
+                             : tuning.decode_rows ? tuning.decode_rows
+                                                  : subgroups * at_once_gu;
+    const uint32_t rows_dn = tuning.decode_rows ? tuning.decode_rows : subgroups * at_once_dn;
     auto sc = [&](uint32_t rows, uint32_t at_once, bool aligned) {
-      return std::vector<std::pair<uint32_t, uint32_t>>{{kSpecWorkgroup, tuning.decode_workgroup},
+      return std::vector<std::pair<uint32_t, uint32_t>>{{kSpecWorkgroup, wg},
                                                         {kSpecSegments, nseg},
                                                         {kSpecRows, rows},
                                                         {kSpecRowsAtOnce, at_once},
                                                         {kSpecAlign16, aligned ? 1u : 0u},
                                                         {kSpecSg8, sg8}};
     };
-    auto gu = pipeline({std::string("moe_decode_gate_up_") + moe_gpu_variant(s.gate_up_type),
+    auto module = [&](const char* stem, GgmlType type) {
+      return std::string(stem) + moe_gpu_variant(type) + (int8 ? "_i8" : "");
+    };
+    auto spec_gu = sc(rows_gu, at_once_gu, call.gate_up_aligned);
+    if (int8) spec_gu.push_back({kSpecXq16, s.n_embd / 16});
+    auto gu = pipeline({module("moe_decode_gate_up_", s.gate_up_type),
                         {nseg, 1, 1, 1},
                         sizeof(DecodePush),
-                        sc(rows_gu, tuning.decode_rows_at_once, call.gate_up_aligned)});
+                        spec_gu});
     if (!gu.ok()) return gu.status();
-    auto dn = pipeline({std::string("moe_decode_down_") + moe_gpu_variant(s.down_type),
+    auto dn = pipeline({module("moe_decode_down_", s.down_type),
                         {nseg, 1, 1, 1},
                         sizeof(DecodePush),
-                        sc(rows_dn, tuning.decode_down_rows_at_once, call.down_aligned)});
+                        sc(rows_dn, at_once_dn, call.down_aligned)});
     if (!dn.ok()) return dn.status();
-    auto set_gu = make_set(**gu, true, {table, act, *h});
+    vk::Buffer* hbuf = *h;
+    const uint64_t h_blocks = uint64_t{call.n_pairs} * s.n_ff / 32;
+    if (int8) {
+      auto hq = scratch(kHQ, h_blocks * kQ8BlockBytes);
+      if (!hq.ok()) return hq.status();
+      hbuf = *hq;
+    }
+    auto set_gu = make_set(**gu, true, {table, act, hbuf});
     if (!set_gu.ok()) return set_gu.status();
-    auto set_dn = make_set(**dn, true, {table, *h, *out});
+    auto set_dn = make_set(**dn, true, {table, hbuf, *out});
     if (!set_dn.ok()) return set_dn.status();
-    const DecodePush push{s.n_embd, s.n_ff, s.top_k, call.n_tokens};
+    const DecodePush push{s.n_embd, s.n_ff, s.top_k, call.n_tokens,
+                          static_cast<uint32_t>(2 * h_blocks)};
     steps.push_back({*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, rows_gu), call.n_pairs});
     steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, rows_dn), 1});
   } else {
@@ -562,23 +606,29 @@ Status MoeGpu::bind_segments(std::span<const VkBuffer> buffers, std::span<const 
 Status MoeGpu::set_tuning(const MoeGpuTuning& t) {
   const VkPhysicalDeviceLimits& lim = impl_->dev.limits();
   MoeGpuTuning r = t;
-  if (r.decode_workgroup == 0) r.decode_workgroup = 128;
+  // decode_workgroup, decode_rows_at_once and decode_down_rows_at_once stay 0 (the
+  // kernels' defaults for the path a call takes: record_work) unless set.
   if (r.decode_workgroup > lim.maxComputeWorkGroupInvocations ||
       r.decode_workgroup > lim.maxComputeWorkGroupSize[0]) {
     return InvalidArgument("set_tuning: decode_workgroup " + std::to_string(r.decode_workgroup) +
                            " exceeds the device's workgroup limit");
   }
-  if (r.decode_rows_at_once == 0) r.decode_rows_at_once = 2;
   if (r.decode_rows_at_once > 4) {
     return InvalidArgument("set_tuning: decode_rows_at_once " +
                            std::to_string(r.decode_rows_at_once) + " is not 1..4");
   }
-  if (r.decode_down_rows_at_once == 0) {
-    r.decode_down_rows_at_once = t.decode_rows_at_once ? t.decode_rows_at_once : 2;
-  }
   if (r.decode_down_rows_at_once > 8) {
     return InvalidArgument("set_tuning: decode_down_rows_at_once " +
                            std::to_string(r.decode_down_rows_at_once) + " is not 1..8");
+  }
+  const bool int8_ok = impl_->dev.has_int8_decode();
+  if (r.decode_activations == MoeGpuActivations::kInt8 && !int8_ok) {
+    return FailedPrecondition("set_tuning: int8 decode activations need shaderIntegerDotProduct "
+                              "(VK_KHR_shader_integer_dot_product), which " +
+                              impl_->dev.name() + " lacks");
+  }
+  if (r.decode_activations == MoeGpuActivations::kDefault) {
+    r.decode_activations = int8_ok ? MoeGpuActivations::kInt8 : MoeGpuActivations::kF32;
   }
   // decode_rows stays 0 (each kernel: subgroups * its rows at once) unless set.
   if (r.prefill_rows == 0) {

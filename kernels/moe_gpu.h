@@ -43,22 +43,37 @@ struct MoeGpuShape {
   GgmlType down_type = GgmlType::Q4_K;
 };
 
+// What the decode kernels multiply Q4_K weights with (a layer whose three projections are
+// all Q4_K; any other layer, and prefill, use F32 activations):
+//  kF32: the F32 activations as given (matches the F32 reference to ~1e-12 NMSE).
+//  kInt8: x, and h before down, quantized to int8 in blocks of 32 (scale max|v| / 127, as
+//    ggml's Q8_1) by the gate+up kernel itself, multiplied with 4x8-bit integer dot
+//    products: far less work per weight. The result is moe_ffn_reference(...,
+//    int8_activations = true)'s to ~1e-14; against the F32 reference it carries the
+//    quantization error (NMSE ~1e-5 with x uniform in [-1, 1]). Needs Device::has_int8_decode()
+//    (shaderIntegerDotProduct) and n_embd / 32 * 48 bytes of shared memory (x, quantized).
+//  kDefault: kInt8 where it can run, else kF32.
+enum class MoeGpuActivations : uint32_t { kDefault = 0, kF32 = 1, kInt8 = 2 };
+
 // Launch parameters, fed to the kernels as specialization constants (no recompile):
 // the bench tunes them on the target GPU. 0 = the default for the device.
 struct MoeGpuTuning {
-  uint32_t decode_workgroup = 0;  // threads per decode workgroup (default 128)
-  uint32_t decode_rows = 0;       // rows per decode workgroup (default: subgroups * rows_at_once)
-  uint32_t prefill_rows = 0;      // weight rows per prefill workgroup: 32 or 64 (default 64)
-  // Rows one subgroup computes at once in decode, 1..4 (default 2): each activation loaded
-  // serves that many rows, so L1 traffic for x/h falls below the weights' HBM traffic.
-  // The gate+up kernel reads two rows (gate and up) per row, so this is its setting; the
-  // down kernel has its own below unless that is 0.
+  // Threads per decode workgroup (default 256 on the int8 path, 128 on the F32 one).
+  uint32_t decode_workgroup = 0;
+  // Rows per decode workgroup (default: subgroups * rows at once; the int8 gate+up kernel
+  // takes it only when a multiple of 32, else 32: it quantizes whole blocks of h).
+  uint32_t decode_rows = 0;
+  uint32_t prefill_rows = 0;  // weight rows per prefill workgroup: 32 or 64 (default 64)
+  // Rows one subgroup computes at once in decode gate+up, 1..4 (default 1 on the int8 path,
+  // 2 on the F32 one, whose x loads each serve that many rows).
   uint32_t decode_rows_at_once = 0;
   // Rows at once of the down kernel, 1..8 (default 2, or decode_rows_at_once when that is set).
   uint32_t decode_down_rows_at_once = 0;
   // Weight rows per prefill workgroup for the 128-pair tiles, 32 or 64 (default 32: at 64
   // each thread holds 64 accumulators).
   uint32_t prefill_wide_rows = 0;
+  // Activations of the Q4_K decode kernels (see MoeGpuActivations).
+  MoeGpuActivations decode_activations = MoeGpuActivations::kDefault;
 };
 
 // Decode takes at most this many tokens per call (the kernel keeps a sum per token).

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/act_q8.h"
 #include "kernels/dequant.h"
 #include "kernels/expert_groups.h"
 
@@ -102,7 +103,8 @@ double silu(double v) { return v / (1.0 + std::exp(-v)); }
 
 Status moe_ffn_reference(const MoeShape& shape, std::span<const ExpertWeights> experts,
                          std::span<const float> x, std::span<const uint32_t> ids,
-                         std::span<const float> weights, std::span<float> out) {
+                         std::span<const float> weights, std::span<float> out,
+                         bool int8_activations) {
   MOEPOOL_RETURN_IF_ERROR(
       check_moe_args("moe_ffn_reference", shape, experts, x, ids, weights, out));
   const uint64_t embd = shape.n_embd, ff = shape.n_ff, k = shape.top_k;
@@ -110,6 +112,7 @@ Status moe_ffn_reference(const MoeShape& shape, std::span<const ExpertWeights> e
   std::vector<double> xt(embd), g(ff), u(ff), h(ff), d(embd), acc(embd);
   for (uint64_t t = 0; t < n_tokens; ++t) {
     for (uint64_t c = 0; c < embd; ++c) xt[c] = x[t * embd + c];
+    if (int8_activations) round_to_q8_blocks(xt);
     std::fill(acc.begin(), acc.end(), 0.0);
     for (uint64_t j = 0; j < k; ++j) {
       const ExpertWeights& e = experts[ids[t * k + j]];
@@ -117,6 +120,10 @@ Status moe_ffn_reference(const MoeShape& shape, std::span<const ExpertWeights> e
       matvec(e.gate, shape.n_ff, shape.n_embd, xt.data(), g.data());
       matvec(e.up, shape.n_ff, shape.n_embd, xt.data(), u.data());
       for (uint64_t r = 0; r < ff; ++r) h[r] = silu(g[r]) * u[r];
+      if (int8_activations) {
+        for (double& v : h) v = static_cast<float>(v);  // the GPU's h is a float
+        round_to_q8_blocks(h);
+      }
       matvec(e.down, shape.n_embd, shape.n_ff, h.data(), d.data());
       for (uint64_t r = 0; r < embd; ++r) acc[r] += w * d[r];
     }

@@ -38,9 +38,13 @@ struct MoeShape {
 // [n_tokens][top_k], experts is indexed by expert id. Fails, naming the field, on an
 // expert id out of range, a missing projection, an unsupported type or a row length
 // that is not a multiple of its type's block size.
+// int8_activations: x, and each h before down, are first rounded as the int8 decode kernels
+// quantize them (kernels/act_q8.h), so the result is what those kernels compute, up to float
+// rounding (and an h value rounding the other way at a tie).
 Status moe_ffn_reference(const MoeShape& shape, std::span<const ExpertWeights> experts,
                          std::span<const float> x, std::span<const uint32_t> ids,
-                         std::span<const float> weights, std::span<float> out);
+                         std::span<const float> weights, std::span<float> out,
+                         bool int8_activations = false);
 
 // The same result as moe_ffn_reference (equal to within rounding: only the order in which
 // each token's top_k expert outputs are summed, in double, differs), computed the way the

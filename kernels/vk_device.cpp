@@ -124,11 +124,18 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
   if (n_ext) vkEnumerateDeviceExtensionProperties(dev->physical_, nullptr, &n_ext, exts.data());
   bool ext_fd = has_extension(exts, VK_KHR_EXTERNAL_MEMORY_FD_EXTENSION_NAME);
   bool ext_host = has_extension(exts, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
+  bool ext_idot = has_extension(exts, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+  VkPhysicalDeviceShaderIntegerDotProductProperties idot_props{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES};
   p2.pNext = &idp;
   idp.pNext = &drv;
   drv.pNext = &sub;
   sub.pNext = &m3;
   if (ext_host) m3.pNext = &host_props;
+  if (ext_idot) {
+    idot_props.pNext = p2.pNext;
+    p2.pNext = &idot_props;
+  }
   vkGetPhysicalDeviceProperties2(dev->physical_, &p2);
   dev->uuid_ = std::to_array(idp.deviceUUID);
   dev->name_ = p2.properties.deviceName;
@@ -149,8 +156,11 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
   VkPhysicalDeviceVulkan11Features f11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  VkPhysicalDeviceShaderIntegerDotProductFeatures fidot{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
   f2.pNext = &f11;
   f11.pNext = &f12;
+  if (ext_idot) f12.pNext = &fidot;
   vkGetPhysicalDeviceFeatures2(dev->physical_, &f2);
   VkPhysicalDeviceVulkan12Features want12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
   VkPhysicalDeviceVulkan11Features want11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
@@ -168,6 +178,16 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
   want12.shaderFloat16 = f12.shaderFloat16;
   want12.timelineSemaphore = f12.timelineSemaphore;
   want12.bufferDeviceAddress = VK_FALSE;
+  // The int8 decode kernels' 4x8-bit dot products (OpSDot).
+  VkPhysicalDeviceShaderIntegerDotProductFeatures want_idot{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
+  if (ext_idot && fidot.shaderIntegerDotProduct) {
+    want_idot.shaderIntegerDotProduct = VK_TRUE;
+    want12.pNext = &want_idot;
+    dev->int_dot_ = true;
+    dev->int_dot_accelerated_ =
+        idot_props.integerDotProduct4x8BitPackedSignedAccelerated == VK_TRUE;
+  }
   dev->float16_ = f12.shaderFloat16;
   dev->storage8_ = f12.storageBuffer8BitAccess;
   dev->storage16_ = f11.storageBuffer16BitAccess;
@@ -208,6 +228,7 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
     enable.push_back(VK_KHR_EXTERNAL_MEMORY_FD_EXTENSION_NAME);
     dev->external_memory_fd_ = true;
   }
+  if (dev->int_dot_) enable.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
   if (ext_host) {
     enable.push_back(VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
     dev->external_memory_host_ = true;

@@ -78,6 +78,12 @@ class Device {
   bool has_8bit_storage() const { return storage8_; }
   bool has_16bit_storage() const { return storage16_; }
   bool has_timeline_semaphore() const { return timeline_semaphore_; }
+  // VK_KHR_shader_integer_dot_product's shaderIntegerDotProduct (enabled when present), and
+  // whether its signed 4x8-bit packed dot product is a hardware instruction.
+  bool has_int_dot() const { return int_dot_; }
+  bool int_dot_accelerated() const { return int_dot_accelerated_; }
+  // What the int8 decode kernels need (integer dot products).
+  bool has_int8_decode() const { return int_dot_; }
   // timestampPeriod (ns per tick) of the compute queue, 0 when it has no timestamps.
   double timestamp_period_ns() const { return timestamp_period_ns_; }
 
@@ -124,6 +130,8 @@ class Device {
   bool storage8_ = false;
   bool storage16_ = false;
   bool timeline_semaphore_ = false;
+  bool int_dot_ = false;
+  bool int_dot_accelerated_ = false;
   double timestamp_period_ns_ = 0;
   // One lock per queue (they may be the same queue: then both point at compute_mutex_).
   mutable std::mutex compute_mutex_;

@@ -1,4 +1,4 @@
-// variants: Q4_K Q8_0 F16
+// variants: Q4_K Q8_0 F16 Q4_K_I8
 // Decode, second half: for each of the workgroup's ROWS rows r of n_embd and each token t,
 // out[t][r] = sum over k of w[t][k] * (down_e[r] . h[t * top_k + k]).
 // One subgroup per NR rows at a time (each h value loaded serves NR rows). The lanes walk
@@ -13,7 +13,6 @@ layout(constant_id = 2) const uint ROWS = 8;  // rows per workgroup
 layout(constant_id = 5) const uint NR = 2;    // rows per subgroup at once (h reuse)
 
 layout(set = 0, binding = 1) readonly buffer Pairs { uint pairs[]; };  // as in gate_up
-layout(set = 0, binding = 2) readonly buffer H { vec4 hv[]; };         // [n_pairs][n_ff]
 layout(set = 0, binding = 3) writeonly buffer Out { float o[]; };      // [n_tokens][n_embd]
 
 layout(push_constant) uniform Push {
@@ -21,9 +20,18 @@ layout(push_constant) uniform Push {
   uint n_ff;
   uint top_k;
   uint n_tokens;
+  uint act_meta;  // ACT_I8: uvec4 index of h's meta (2 * its blocks)
 } pc;
 
+// h: [n_pairs][n_ff], F32 or (ACT_I8) quantized by the gate+up kernel.
+#if defined(ACT_I8)
+layout(set = 0, binding = 2) readonly buffer H { uvec4 av[]; };
+uvec4 load_aq(uint i) { return av[i]; }
+vec4 load_am(uint b) { return uintBitsToFloat(av[pc.act_meta + b]); }
+#else
+layout(set = 0, binding = 2) readonly buffer H { vec4 hv[]; };
 vec4 load_xv(uint i) { return hv[i]; }
+#endif
 
 void main() {
   const uint lane = gl_SubgroupInvocationID;
@@ -48,12 +56,10 @@ void main() {
         const float w = uintBitsToFloat(pairs[8u * p + 1u]);
         const uint ds = pairs[8u * p + 6u], dof = pairs[8u * p + 7u];
         const UnitSel sel = SG8 ? lane_sel : unit_sel(u);
-        vec4 xs[XV];
-        vec2 sums;
-        unit_x(p * pc.n_ff, u, xs, sums);
+        const UnitAct a = unit_act(p * pc.n_ff, u);
         [[unroll]] for (uint j = 0u; j < NR; ++j) {
           // clamped rows: computed, not written
-          acc[j] += w * unit_dot(ds, dof + rr[j], u, sel, xs, sums);
+          acc[j] += w * unit_dot(unit_load(ds, dof + rr[j], u), sel, a);
         }
         u += du;
         k += dk;

@@ -1,8 +1,11 @@
-// variants: Q4_K Q8_0 F16
+// variants: Q4_K Q8_0 F16 Q4_K_I8
 // Decode, first half: for each routed (token, k) pair (workgroup y) and each of the
 // workgroup's ROWS rows r of n_ff, h[pair][r] = silu(gate_e[r] . x[t]) * (up_e[r] . x[t]).
 // One subgroup per NR rows at a time: its lanes split the rows' units (16-byte loads of
 // quant data, consecutive lanes on consecutive bytes), then subgroupAdd.
+// Q4_K_I8 (int8 activations, moe_act_i8.glsl): the workgroup first quantizes x[t] into
+// shared memory, and at the end quantizes its ROWS (a multiple of 32) values of h into the
+// int8 blocks the down kernel reads, so no separate dispatch quantizes anything.
 #version 450
 #include "moe_weights.glsl"
 
@@ -17,14 +20,28 @@ layout(constant_id = 5) const uint NR = 2;
 // up seg, up offset, down seg, down offset.
 layout(set = 0, binding = 1) readonly buffer Pairs { uint pairs[]; };
 layout(set = 0, binding = 2) readonly buffer X { vec4 xv[]; };  // [n_tokens][n_embd]
-layout(set = 0, binding = 3) writeonly buffer H { float h[]; };  // [n_pairs][n_ff]
 
 layout(push_constant) uniform Push {
   uint n_embd;
   uint n_ff;
+  uint top_k;
+  uint n_tokens;
+  uint act_meta;  // ACT_I8: uvec4 index of h's meta in HQ (2 * its blocks)
 } pc;
 
+#if defined(ACT_I8)
+// h quantized: [n_pairs][n_ff] in moe_act_i8.glsl's blocks, meta from act_meta on.
+layout(set = 0, binding = 3) writeonly buffer HQ { uvec4 hq[]; };
+layout(constant_id = 8) const uint XQ16 = 1;  // n_embd / 16: x[t] quantized, in uvec4s
+shared uvec4 sxq[XQ16];
+shared vec4 sxm[XQ16 / 2u];
+shared float sh[ROWS];
+uvec4 load_aq(uint i) { return sxq[i]; }
+vec4 load_am(uint b) { return sxm[b]; }
+#else
+layout(set = 0, binding = 3) writeonly buffer H { float h[]; };  // [n_pairs][n_ff]
 vec4 load_xv(uint i) { return xv[i]; }
+#endif
 
 float silu(float v) { return v / (1.0 + exp(-v)); }
 
@@ -36,11 +53,22 @@ void main() {
   const uint us = pairs[8u * p + 4u], uo = pairs[8u * p + 5u];
   const uint rb = row_bytes(pc.n_embd);
   const uint units = units_per_row(pc.n_embd);
-  const uint x0 = token * pc.n_embd;
-  const uint row_end = min((gl_WorkGroupID.x + 1u) * ROWS, pc.n_ff);
+  const uint row0 = gl_WorkGroupID.x * ROWS;
+  const uint row_end = min(row0 + ROWS, pc.n_ff);
   const UnitSel lane_sel = unit_sel(lane);
-  for (uint r0 = gl_WorkGroupID.x * ROWS + gl_SubgroupID * NR; r0 < row_end;
-       r0 += gl_NumSubgroups * NR) {
+#if defined(ACT_I8)
+  // x[t] into shared memory, one invocation per block of 32.
+  for (uint b = gl_LocalInvocationIndex; b < pc.n_embd / 32u; b += gl_WorkGroupSize.x) {
+    vec4 v[8];
+    [[unroll]] for (uint m = 0u; m < 8u; ++m) v[m] = xv[(token * pc.n_embd >> 2) + 8u * b + m];
+    quantize_block(v, sxq[2u * b], sxq[2u * b + 1u], sxm[b]);
+  }
+  barrier();
+  const uint x0 = 0u;  // x[t] is all that shared memory holds
+#else
+  const uint x0 = token * pc.n_embd;
+#endif
+  for (uint r0 = row0 + gl_SubgroupID * NR; r0 < row_end; r0 += gl_NumSubgroups * NR) {
     // Rows past row_end are clamped to it (computed twice, written once).
     uint gr[NR], ur[NR];
     float g[NR], u[NR];
@@ -53,18 +81,37 @@ void main() {
     }
     for (uint i = lane; i < units; i += gl_SubgroupSize) {
       const UnitSel sel = SG8 ? lane_sel : unit_sel(i);
-      vec4 xs[XV];
-      vec2 sums;
-      unit_x(x0, i, xs, sums);
+      const UnitAct a = unit_act(x0, i);
       [[unroll]] for (uint j = 0u; j < NR; ++j) {
-        g[j] += unit_dot(gs, gr[j], i, sel, xs, sums);
-        u[j] += unit_dot(us, ur[j], i, sel, xs, sums);
+        g[j] += unit_dot(unit_load(gs, gr[j], i), sel, a);
+        u[j] += unit_dot(unit_load(us, ur[j], i), sel, a);
       }
     }
     [[unroll]] for (uint j = 0u; j < NR; ++j) {
       const float gj = subgroupAdd(g[j]);
       const float uj = subgroupAdd(u[j]);
-      if (subgroupElect() && r0 + j < row_end) h[p * pc.n_ff + r0 + j] = silu(gj) * uj;
+      if (subgroupElect() && r0 + j < row_end) {
+#if defined(ACT_I8)
+        sh[r0 + j - row0] = silu(gj) * uj;
+#else
+        h[p * pc.n_ff + r0 + j] = silu(gj) * uj;
+#endif
+      }
     }
   }
+#if defined(ACT_I8)
+  // ROWS is a multiple of 32 and n_ff of 256, so the workgroup's rows are whole blocks of h.
+  barrier();
+  for (uint b = gl_LocalInvocationIndex; b < ROWS / 32u; b += gl_WorkGroupSize.x) {
+    vec4 v[8];
+    [[unroll]] for (uint m = 0u; m < 8u; ++m) {
+      v[m] = vec4(sh[32u * b + 4u * m], sh[32u * b + 4u * m + 1u], sh[32u * b + 4u * m + 2u],
+                  sh[32u * b + 4u * m + 3u]);
+    }
+    const uint hb = (p * pc.n_ff + row0) / 32u + b;
+    vec4 meta;
+    quantize_block(v, hq[2u * hb], hq[2u * hb + 1u], meta);
+    hq[pc.act_meta + hb] = floatBitsToUint(meta);
+  }
+#endif
 }

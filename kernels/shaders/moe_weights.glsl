@@ -7,6 +7,12 @@
 //   F16:  2 bytes per weight.
 // Alignment the kernels rely on (moe_gpu.cpp checks it): Q4_K rows start 4-byte aligned
 // (16-byte aligned ones take the uvec4 fast path), Q8_0/F16 rows 2-byte aligned.
+// Variant Q4_K_I8: Q4_K weights with int8 activations (ACT_I8, below).
+#if defined(VARIANT_Q4_K_I8)
+#define VARIANT_Q4_K 1
+#define ACT_I8 1
+#endif
+
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : enable
@@ -138,33 +144,44 @@ uint units_per_row(uint cols) { return cols >> 3; }
 uint unit_col(uint u) { return u * 8u; }
 #endif
 
+#if defined(ACT_I8)
+#include "moe_act_i8.glsl"
+#else
 // The kernel defines it: vec4 i of its activation buffer (x or h).
 vec4 load_xv(uint i);
 
-// The activations unit u multiplies; x0 is the float index (a multiple of 4) where the row's
-// activations start. For Q4_K, sums gets the sums of the low and high halves (the min term).
-void unit_x(uint x0, uint u, out vec4 xs[XV], out vec2 sums) {
+// The activations unit u multiplies (for Q4_K, with the sums of the low and high halves:
+// the min term).
+struct UnitAct {
+  vec4 xs[XV];
+  vec2 sums;
+};
+
+// x0: the float index (a multiple of 4) where the row's activations start.
+UnitAct unit_act(uint x0, uint u) {
+  UnitAct a;
   uint c = (x0 + unit_col(u)) >> 2;
 #if defined(VARIANT_Q4_K)
   for (uint m = 0u; m < 4u; ++m) {
-    xs[m] = load_xv(c + m);
-    xs[4u + m] = load_xv(c + 8u + m);
+    a.xs[m] = load_xv(c + m);
+    a.xs[4u + m] = load_xv(c + 8u + m);
   }
   // The high half's sum carries 1/256: its min is read as 256 * m (q4_sel).
   const vec4 one = vec4(1.0);
-  sums = vec2(dot(xs[0] + xs[1] + xs[2] + xs[3], one),
-              dot(xs[4] + xs[5] + xs[6] + xs[7], one) * (1.0 / 256.0));
+  a.sums = vec2(dot(a.xs[0] + a.xs[1] + a.xs[2] + a.xs[3], one),
+                dot(a.xs[4] + a.xs[5] + a.xs[6] + a.xs[7], one) * (1.0 / 256.0));
 #else
-  for (uint m = 0u; m < XV; ++m) xs[m] = load_xv(c + m);
-  sums = vec2(0.0);
+  for (uint m = 0u; m < XV; ++m) a.xs[m] = load_xv(c + m);
+  a.sums = vec2(0.0);
 #endif
+  return a;
 }
+#endif
 
 // What a lane needs to know of unit u beyond its block: for Q4_K, where its 16 quant bytes
 // sit and how to pick its two sub-blocks' (2c, 2c + 1, c = (u >> 1) & 3) 6-bit scales and
 // mins out of the block's 12 scale bytes without a branch. Depends on u & 7 only.
 struct UnitSel {
-  uint qoff;  // byte offset of the unit's quants in its block
   uint s;     // 16 * (c & 1): bit offset of the sub-block pair's bytes in a scale word
   uint ma;    // masks of the low bits (both sub-blocks at once, bytes 0 and 1)
   uint mb;    // masks of the high 2 bits (sub-blocks 4..7 only)
@@ -174,7 +191,6 @@ struct UnitSel {
 UnitSel unit_sel(uint u) {
   UnitSel r;
   const uint c = (u >> 1) & 3u;
-  r.qoff = 16u + (u & 7u) * 16u;
   r.s = (c & 1u) * 16u;
   r.hi = c >= 2u;
   r.ma = r.hi ? 0x0F0Fu : 0x3F3Fu;
@@ -182,12 +198,43 @@ UnitSel unit_sel(uint u) {
   return r;
 }
 
-// Unit u's share of row · x for the row at byte `row` of segment `s`.
-float unit_dot(uint s, uint row, uint u, UnitSel sel, vec4 xs[XV], vec2 sums) {
+// The weight bytes of unit u of the row at byte `row` of segment `s`.
+struct UnitW {
+  uvec4 h;  // Q4_K: the block's first 16 bytes (d, dmin, scales); Q8_0: .x = d bits
+  uvec4 q;  // the unit's 16 bytes of quants (F16: 8 halves)
+};
+
+UnitW unit_load(uint s, uint row, uint u) {
+  UnitW w;
 #if defined(VARIANT_Q4_K)
   const uint blk = row + (u >> 3) * kBlockBytes;
-  const uvec4 h = ld128(s, blk);
-  const uvec4 q = ld128(s, blk + sel.qoff);
+  w.h = ld128(s, blk);
+  w.q = ld128(s, blk + 16u + (u & 7u) * 16u);
+#elif defined(VARIANT_Q8_0)
+  const uint blk = row + (u >> 1) * kBlockBytes;
+  const uint b = blk + 2u + (u & 1u) * 16u;
+  w.h = uvec4(ld32u2(s, blk), 0u, 0u, 0u);
+  w.q = uvec4(ld32u2(s, b), ld32u2(s, b + 4u), ld32u2(s, b + 8u), ld32u2(s, b + 12u));
+#else
+  const uint b = row + u * 16u;
+  w.h = uvec4(0u);
+  w.q = uvec4(ld32u2(s, b), ld32u2(s, b + 4u), ld32u2(s, b + 8u), ld32u2(s, b + 12u));
+#endif
+  return w;
+}
+
+// Unit u's share of row · x, from its loaded bytes.
+float unit_dot(UnitW wt, UnitSel sel, UnitAct a) {
+#if defined(VARIANT_Q4_K)
+  const uvec4 h = wt.h;
+  const uvec4 q = wt.q;
+#if defined(ACT_I8)
+  int il = 0, ih = 0;
+  [[unroll]] for (uint m = 0u; m < 4u; ++m) {
+    il += dot4(q[m] & 0x0F0F0F0Fu, a.xl[m]);
+    ih += dot4((q[m] >> 4) & 0x0F0F0F0Fu, a.xh[m]);
+  }
+#else
   // Each 32-bit word holds 4 bytes = 4 low nibbles (sub-block 2c) and 4 high (2c + 1). The
   // nibbles are masked in place (never shifted down) so each is 2^23 + q * {1, 16, 256, 4096};
   // the powers of two are divided out once at the end (exact).
@@ -195,8 +242,8 @@ float unit_dot(uint s, uint row, uint u, UnitSel sel, vec4 xs[XV], vec2 sums) {
   [[unroll]] for (uint m = 0u; m < 4u; ++m) {
     const uint w = q[m];
     const uint w2 = w >> 16;
-    const vec4 xl = xs[m];
-    const vec4 xh = xs[4u + m];
+    const vec4 xl = a.xs[m];
+    const vec4 xh = a.xs[4u + m];
     // One FMA per weight (a + b * x + c * z would be FMUL + FFMA + FADD for two).
     lo1 = fma(magic(w & 0xFu), xl.x, lo1);
     lo1 = fma(magic(w2 & 0xFu), xl.z, lo1);
@@ -207,6 +254,7 @@ float unit_dot(uint s, uint row, uint u, UnitSel sel, vec4 xs[XV], vec2 sums) {
     hi4096 = fma(magic(w & 0xF000u), xh.y, hi4096);
     hi4096 = fma(magic(w2 & 0xF000u), xh.w, hi4096);
   }
+#endif
   // Scales/mins of sub-blocks 2c (byte 0) and 2c + 1 (byte 1), as dequant.cpp q4_k_scale_min:
   // j < 4: sc = b[j] & 63, m = b[j + 4] & 63; j >= 4: sc = (b[j + 4] & 15) | (b[j - 4] >> 6) << 4,
   // m = (b[j + 4] >> 4) | (b[j] >> 6) << 4 (h.y = bytes 0..3, h.z = 4..7, h.w = 8..11).
@@ -215,21 +263,25 @@ float unit_dot(uint s, uint row, uint u, UnitSel sel, vec4 xs[XV], vec2 sums) {
   const uint scp = ((asc >> sel.s) & sel.ma) | ((h.y >> (sel.s + 2u)) & sel.mb);
   const uint mnp = ((am >> sel.s) & sel.ma) | ((h.z >> (sel.s + 2u)) & sel.mb);
   const vec2 dm = unpackHalf2x16(h.x);
+#if defined(ACT_I8)
+  return dm.x * (magic(scp & 0xFFu) * a.ml.x * ifloat(il) +
+                 magic((scp >> 8) & 0xFFu) * a.mh.x * ifloat(ih)) -
+         dm.y * (magic(mnp & 0xFFu) * a.ml.y + magic((mnp >> 8) & 0xFFu) * a.mh.y);
+#else
   // magic(x & 0xFF00) is 256 * the byte-1 value; sums.y carries the matching 1/256.
   const float dot_lo = lo1 + lo256 * (1.0 / 256.0);
   const float dot_hi = hi16 * (1.0 / 4096.0) + hi4096 * (1.0 / 1048576.0);
   return dm.x * (magic(scp & 0xFFu) * dot_lo + magic(scp & 0xFF00u) * dot_hi) -
-         dm.y * (magic(mnp & 0xFFu) * sums.x + magic(mnp & 0xFF00u) * sums.y);
+         dm.y * (magic(mnp & 0xFFu) * a.sums.x + magic(mnp & 0xFF00u) * a.sums.y);
+#endif
 #elif defined(VARIANT_Q8_0)
-  uint blk = row + (u >> 1) * kBlockBytes;
-  float d = unpackHalf2x16(ld32u2(s, blk)).x;
-  uint b = blk + 2u + (u & 1u) * 16u;
+  const float d = unpackHalf2x16(wt.h.x).x;
   // int8 q + 128 is an unsigned byte: masked in place it gives 2^23 + (q + 128) * {1, 256}.
   float a1 = 0.0, a256 = 0.0;
-  for (uint m = 0u; m < 4u; ++m) {
-    uint w = ld32u2(s, b + 4u * m) ^ 0x80808080u;
+  [[unroll]] for (uint m = 0u; m < 4u; ++m) {
+    uint w = wt.q[m] ^ 0x80808080u;
     uint w2 = w >> 16;
-    vec4 x = xs[m];
+    vec4 x = a.xs[m];
     a1 += (uintBitsToFloat((w & 0xFFu) | kMagic) - (kMagicF + 128.0)) * x.x +
           (uintBitsToFloat((w2 & 0xFFu) | kMagic) - (kMagicF + 128.0)) * x.z;
     a256 += (uintBitsToFloat((w & 0xFF00u) | kMagic) - (kMagicF + 32768.0)) * x.y +
@@ -237,12 +289,11 @@ float unit_dot(uint s, uint row, uint u, UnitSel sel, vec4 xs[XV], vec2 sums) {
   }
   return d * (a1 + a256 * (1.0 / 256.0));
 #else
-  uint b = row + u * 16u;
   float acc = 0.0;
-  for (uint m = 0u; m < 2u; ++m) {
-    vec2 f0 = unpackHalf2x16(ld32u2(s, b + 8u * m));
-    vec2 f1 = unpackHalf2x16(ld32u2(s, b + 8u * m + 4u));
-    acc += dot(vec4(f0, f1), xs[m]);
+  [[unroll]] for (uint m = 0u; m < 2u; ++m) {
+    vec2 f0 = unpackHalf2x16(wt.q[2u * m]);
+    vec2 f1 = unpackHalf2x16(wt.q[2u * m + 1u]);
+    acc += dot(vec4(f0, f1), a.xs[m]);
   }
   return acc;
 #endif

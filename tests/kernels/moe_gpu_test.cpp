@@ -38,6 +38,15 @@ constexpr uint32_t kHotExpert = 5;
 // an indexing bug gives (a wrong expert, a zeroed row or a missed tile: NMSE ~1e-3..1;
 // zeroing pairs past 32 of a tile measured 0.09).
 constexpr double kMaxNmse = 1e-9;
+// The int8 decode path (MoeGpuActivations::kInt8) against the reference given the same int8
+// rounding of x and h (moe_ffn_reference's int8_activations): the same arithmetic but for
+// F32 accumulation and the rare h value that rounds the other way at a tie (one step of
+// 1/127 of its block's max, ~2e-7 each at this size). Measured on lavapipe: 5.7e-15..6.3e-15
+// (no tie). 1e-6 allows a few ties on devices whose exp() rounds differently.
+constexpr double kMaxNmseInt8 = 1e-6;
+// ... and against the plain F32 reference: the int8 quantization error itself (measured
+// 7e-6..3e-5 here, x uniform in [-1, 1]); a bound, not a target: bugs give 1e-2 and more.
+constexpr double kMaxNmseInt8Quant = 1e-3;
 
 uint16_t f32_to_f16(float f) {
   uint32_t x;
@@ -219,31 +228,58 @@ class MoeGpuTest : public ::testing::Test {
     return std::move(*l);
   }
 
-  std::vector<float> reference(const Layer& l, const Routing& r) {
+  std::vector<float> reference(const Layer& l, const Routing& r, bool int8 = false) {
     std::vector<float> out(r.x.size());
     Status st = moe_ffn_reference({l.shape.n_embd, l.shape.n_ff, l.shape.top_k}, l.ref, r.x, r.ids,
-                                  r.weights, out);
+                                  r.weights, out, int8);
     EXPECT_TRUE(st.ok()) << st.message();
     return out;
   }
 
-  // Decode of 1 and 3 tokens, then prefill of 160 tokens at tiles 32/64/128, against the
-  // reference.
+  // The decode activation modes a layer runs in: F32 always; int8 too where the device
+  // has integer dot products and every projection is Q4_K.
+  static std::vector<MoeGpuActivations> decode_modes(const MoeGpuShape& s) {
+    std::vector<MoeGpuActivations> m{MoeGpuActivations::kF32};
+    if (device_->has_int8_decode() && s.gate_up_type == GgmlType::Q4_K &&
+        s.down_type == GgmlType::Q4_K) {
+      m.push_back(MoeGpuActivations::kInt8);
+    }
+    return m;
+  }
+
+  // Decode of `r` in `mode` against its reference; returns the NMSE (printed as `what`).
+  double check_decode(const Layer& l, const Routing& r, MoeGpuActivations mode,
+                      const std::string& what) {
+    const bool int8 = mode == MoeGpuActivations::kInt8;
+    std::vector<float> out(r.x.size(), NAN);
+    Status st = gpu_->decode(l.shape, l.locs, r.x, r.ids, r.weights, out);
+    EXPECT_TRUE(st.ok()) << st.message();
+    const double e = nmse(out, reference(l, r, int8));
+    std::printf("[ NMSE     ] %s%s: %.3g\n", what.c_str(), int8 ? " int8" : "", e);
+    EXPECT_LT(e, int8 ? kMaxNmseInt8 : kMaxNmse) << what << (int8 ? " int8" : "");
+    if (int8) {
+      const double q = nmse(out, reference(l, r));
+      std::printf("[ NMSE     ] %s int8 against F32: %.3g\n", what.c_str(), q);
+      EXPECT_LT(q, kMaxNmseInt8Quant) << what << " int8 against the F32 reference";
+    }
+    return e;
+  }
+
+  // Decode of 1 and 3 tokens in every mode, then prefill of 160 tokens at tiles
+  // 32/64/128, against the reference.
   void check_all(GgmlType gate_up, GgmlType down, uint32_t seed) {
     auto l = layer(gate_up, down, seed);
     ASSERT_TRUE(l);
     const std::string name =
         std::string(ggml_type_name(gate_up)) + "/" + std::string(ggml_type_name(down));
-    for (uint32_t n : {1u, 3u}) {
-      Routing r = make_routing(n, false, seed + n);
-      std::vector<float> ref = reference(*l, r);
-      std::vector<float> out(r.x.size(), NAN);
-      Status st = gpu_->decode(l->shape, l->locs, r.x, r.ids, r.weights, out);
-      ASSERT_TRUE(st.ok()) << st.message();
-      const double e = nmse(out, ref);
-      std::printf("[ NMSE     ] %s decode %u tokens: %.3g\n", name.c_str(), n, e);
-      EXPECT_LT(e, kMaxNmse) << name << " decode " << n << " tokens";
+    for (MoeGpuActivations mode : decode_modes(l->shape)) {
+      ASSERT_TRUE(gpu_->set_tuning({.decode_activations = mode}).ok());
+      for (uint32_t n : {1u, 3u}) {
+        check_decode(*l, make_routing(n, false, seed + n), mode,
+                     name + " decode " + std::to_string(n) + " tokens");
+      }
     }
+    ASSERT_TRUE(gpu_->set_tuning({}).ok());
     Routing r = make_routing(160, true, seed + 100);
     std::vector<float> ref = reference(*l, r);
     for (uint32_t tile : kPrefillTiles) {
@@ -325,11 +361,36 @@ TEST_F(MoeGpuTest, TuningDoesNotChangeTheResult) {
   ASSERT_TRUE(gpu_->set_tuning({}).ok());
 }
 
+// The same for the Q4_K layer in both decode modes: odd and clamped rows, int8 workgroups
+// of 64 rows (two blocks of h each), a decode_rows the int8 kernel cannot use (5: it keeps
+// 32), and a 32-thread workgroup quantizing 512 values of x in several passes.
+TEST_F(MoeGpuTest, Q4KTuningDoesNotChangeTheResult) {
+  auto l = layer(GgmlType::Q4_K, GgmlType::Q4_K, 10);
+  ASSERT_TRUE(l);
+  Routing r = make_routing(3, false, 100);
+  const MoeGpuTuning tunings[] = {
+      {.decode_workgroup = 64, .decode_rows = 5, .decode_rows_at_once = 3},
+      {.decode_workgroup = 32, .decode_rows = 64, .decode_rows_at_once = 1},
+      {.decode_workgroup = 256, .decode_rows_at_once = 2, .decode_down_rows_at_once = 4},
+  };
+  for (MoeGpuActivations mode : decode_modes(l->shape)) {
+    for (MoeGpuTuning t : tunings) {
+      t.decode_activations = mode;
+      ASSERT_TRUE(gpu_->set_tuning(t).ok());
+      check_decode(*l, r, mode,
+                   "workgroup " + std::to_string(t.decode_workgroup) + " rows " +
+                       std::to_string(t.decode_rows));
+    }
+  }
+  ASSERT_TRUE(gpu_->set_tuning({}).ok());
+}
+
 TEST_F(MoeGpuTest, TimedRunsGiveTheSameResult) {
   if (device_->timestamp_period_ns() <= 0) GTEST_SKIP() << "queue has no timestamps";
   auto l = layer(GgmlType::Q4_K, GgmlType::Q4_K, 8);
   ASSERT_TRUE(l);
   Routing r = make_routing(2, false, 80);
+  ASSERT_TRUE(gpu_->set_tuning({.decode_activations = MoeGpuActivations::kF32}).ok());
   std::vector<float> ref = reference(*l, r);
   std::vector<float> out(r.x.size());
   auto t = gpu_->time_decode(l->shape, l->locs, r.x, r.ids, r.weights, 3, out);
@@ -342,6 +403,7 @@ TEST_F(MoeGpuTest, TimedRunsGiveTheSameResult) {
   t = gpu_->time_prefill(l->shape, l->locs, p.x, p.ids, p.weights, 64, 2, out);
   ASSERT_TRUE(t.ok()) << t.status().message();
   EXPECT_LT(nmse(out, ref), kMaxNmse);
+  ASSERT_TRUE(gpu_->set_tuning({}).ok());
 }
 
 TEST_F(MoeGpuTest, RefusesBadArguments) {

@@ -134,6 +134,12 @@ Parsed parse(int argc, char** argv) {
                  "MoeGpuTuning: weight rows per prefill workgroup of 128-pair tiles, 32 or 64")
       ->check(CLI::IsMember({0u, 32u, 64u}))
       ->capture_default_str();
+  app.add_option("--decode-activations", o.decode_activations,
+                 "MoeGpuTuning: activations of the Q4_K decode kernels: f32 (exact), int8 (x "
+                 "and h quantized per 32 values, integer dot products; needs "
+                 "shaderIntegerDotProduct) or default (int8 where the device has it)")
+      ->check(CLI::IsMember({"default", "f32", "int8"}))
+      ->capture_default_str();
   bool no_ceiling = false;
   app.add_flag("--no-ceiling", no_ceiling, "skip the read ceiling beside the decode rows");
   app.add_option("--ceiling-workgroup", o.ceiling_workgroup,

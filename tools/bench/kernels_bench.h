@@ -43,6 +43,7 @@ struct KernelsBenchOptions {
   uint32_t decode_rows_at_once = 0;       // MoeGpuTuning::decode_rows_at_once
   uint32_t decode_down_rows_at_once = 0;  // MoeGpuTuning::decode_down_rows_at_once
   uint32_t prefill_wide_rows = 0;         // MoeGpuTuning::prefill_wide_rows
+  std::string decode_activations = "default";  // MoeGpuTuning::decode_activations: default|f32|int8
   bool step_times = false;                // print each dispatch's GPU time (stderr)
   // The read ceiling beside each decode row (kernels/gpu_read_ceiling.h).
   bool ceiling = true;

@@ -9,7 +9,8 @@
 //   kernel_worker SOCKET MODEL LAYER [--top-k K] [--tokens N] [--seed S] [--bound B]
 //
 // Prints "pool <backend> segments <n> segment_bytes <b> device <name>", then one line per
-// run, "nmse decode tokens <n> <value>" and "nmse prefill tile <t> tokens <n> <value>",
+// run, "nmse decode tokens <n> <value>" (and "nmse decode int8 tokens <n> <value>" where
+// int8 activations apply), "nmse prefill tile <t> tokens <n> <value>",
 // "max_pairs_per_expert <n>", and finally "ok" or "nmse over bound <B>".
 // Exit status: 0 every NMSE <= bound, 3 some NMSE over the bound (or not a number),
 // 1 error (printed as "error <code>: <message>"), 77 nothing to test: no Vulkan device, or
@@ -240,22 +241,35 @@ int main(int argc, char** argv) {
     if (!st.ok()) return fail(st);
 
     kernels::MoeShape ref_shape{shape.n_embd, shape.n_ff, top_k};
-    auto check = [&](const std::string& what, const Batch& b,
-                     std::span<const float> got) -> Status {
+    auto check = [&](const std::string& what, const Batch& b, std::span<const float> got,
+                     bool int8 = false) -> Status {
       std::vector<float> want(got.size());
-      MOEPOOL_RETURN_IF_ERROR(
-          kernels::moe_ffn_reference(ref_shape, ref_experts, b.x, b.ids, b.weights, want));
+      MOEPOOL_RETURN_IF_ERROR(kernels::moe_ffn_reference(ref_shape, ref_experts, b.x, b.ids,
+                                                         b.weights, want, int8));
       double v = nmse(got, want);
       std::printf("nmse %s tokens %u %.6e\n", what.c_str(), b.n, v);
       if (!(v <= bound)) over = true;
       return Status::Ok();
     };
-    for (const Batch& b : decode) {
-      std::vector<float> out(b.x.size());
-      st = (*gpu)->decode(shape, where, b.x, b.ids, b.weights, out);
+    // Decode in F32, and with int8 activations too where they apply (every projection
+    // Q4_K, a device with integer dot products): checked against the reference that rounds
+    // x and h the same way.
+    std::vector<kernels::MoeGpuActivations> modes{kernels::MoeGpuActivations::kF32};
+    if (dev.has_int8_decode() && shape.gate_up_type == GgmlType::Q4_K &&
+        shape.down_type == GgmlType::Q4_K) {
+      modes.push_back(kernels::MoeGpuActivations::kInt8);
+    }
+    for (kernels::MoeGpuActivations mode : modes) {
+      const bool int8 = mode == kernels::MoeGpuActivations::kInt8;
+      st = (*gpu)->set_tuning({.decode_activations = mode});
       if (!st.ok()) return fail(st);
-      st = check("decode", b, out);
-      if (!st.ok()) return fail(st);
+      for (const Batch& b : decode) {
+        std::vector<float> out(b.x.size());
+        st = (*gpu)->decode(shape, where, b.x, b.ids, b.weights, out);
+        if (!st.ok()) return fail(st);
+        st = check(int8 ? "decode int8" : "decode", b, out, int8);
+        if (!st.ok()) return fail(st);
+      }
     }
     for (uint32_t tile : kernels::kPrefillTiles) {
       std::vector<float> out(prefill.x.size());
