@@ -6,11 +6,13 @@
 // including from a `done` callback; callbacks run on the engine's own thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -50,6 +52,11 @@ uint64_t region_capacity_for(const ReadSpan& span);
 struct ReadRequest {
   std::vector<ReadSpan> spans;  // all spans of one expert (gate, up, down)
   ReadPriority priority = ReadPriority::kDemand;
+  // A prefetch whose slot is no longer wanted: the owner stores true (any thread); the
+  // engine then issues none of the request's reads not yet issued, and completes it with
+  // kUnavailable "cancelled" once the reads already issued have finished (never ok).
+  // Null: not cancellable.
+  std::shared_ptr<std::atomic<bool>> cancelled;
   // Called exactly once, on the engine thread, after all spans completed (ok) or after
   // one failed and every read of the request already issued has finished (error naming
   // the file, offset, length and errno, or "short read: got N of M bytes").
@@ -65,6 +72,20 @@ class IoEngine {
     uint64_t max_request_bytes = 1 << 20;  // larger reads are split (4096-aligned)
     uint64_t prefetch_bytes_in_flight = 64 << 20;  // cap on prefetch reads in flight
     uint32_t pread_threads = 4;                    // threads of the pread fallback
+    // io_uring: register the model files (fixed files) and the regions given to
+    // register_buffers() (fixed buffers, READ_FIXED) where the kernel allows.
+    bool register_files = true;
+    bool register_buffers = true;
+  };
+  // Per class of request (demand, prefetch).
+  struct ClassStats {
+    uint64_t requests = 0;        // requests completed (ok, failed or cancelled)
+    uint64_t reads = 0;           // device reads issued (incl. retries)
+    uint64_t bytes = 0;           // bytes those reads returned
+    uint64_t errors = 0;          // requests failed by an I/O error or short read
+    uint64_t cancelled = 0;       // requests completed as cancelled
+    uint64_t latency_p50_us = 0;  // submit() to `done`, over the last 4096 requests
+    uint64_t latency_p99_us = 0;
   };
   struct Stats {
     uint64_t reads = 0;           // read operations issued to the device (incl. retries)
@@ -74,6 +95,15 @@ class IoEngine {
     uint64_t prefetch_reads = 0;  // reads issued for prefetch requests
     uint64_t moves = 0;           // spans an O_DIRECT read landed away from data_at, then moved
     uint64_t moved_bytes = 0;     // bytes those moves copied
+    ClassStats demand, prefetch;
+    uint32_t queue_depth = 0;     // reads in flight at most (options, capped by the backend)
+    uint32_t in_flight = 0;       // reads in flight now
+    uint32_t in_flight_peak = 0;  // most reads ever in flight at once
+    uint64_t retries = 0;         // EINTR/EAGAIN resubmissions
+    uint64_t short_reads = 0;     // completions shorter than asked (resubmitted or failed)
+    uint64_t merged_spans = 0;    // spans read by one device read together with a neighbour
+    uint32_t fixed_buffers = 0;   // regions registered as io_uring fixed buffers
+    bool fixed_files = false;     // model files registered as io_uring fixed files
   };
 
   // Starts the engine thread. `backend`, when given, replaces the device (mode is then
@@ -97,6 +127,13 @@ class IoEngine {
   // without a direct_fd are read buffered whatever this says).
   std::string mode_name() const;
   Stats stats() const;
+  // Memory reads may land in (the pool's segments): with io_uring and
+  // Options::register_buffers, each region is registered as a fixed buffer and reads whose
+  // destination lies inside one use READ_FIXED. A region the kernel refuses (e.g. over
+  // RLIMIT_MEMLOCK) is read into with plain reads instead, logged once per region. Any
+  // thread, any time (the pool may grow); replaces the previous set. Regions must stay
+  // mapped until the next call or stop().
+  Status register_buffers(std::vector<std::pair<uint8_t*, uint64_t>> regions);
   // Fails queued requests with kUnavailable "shutting down", waits for reads in flight,
   // joins the engine thread. Idempotent. Must not be called from a `done` callback.
   void stop();
