@@ -20,6 +20,7 @@
 #include "common/trace.h"
 #include "moepool/client.h"
 #include "tools/bench/bench_options.h"
+#include "tools/bench/io_bench.h"
 #include "tools/bench/kernels_bench.h"
 #include "tools/bench/report.h"
 #include "tools/bench/worker.h"
@@ -237,6 +238,9 @@ int main(int argc, char** argv) {
   // `moepool-bench kernels ...`: the kernel throughput subcommand (kernels_bench.h).
   if (argc >= 2 && strcmp(argv[1], "kernels") == 0)
     return moepool::bench::run_kernels_bench(argc - 1, argv + 1);
+  // `moepool-bench io ...`: the I/O engine's read rate on a file (io_bench.h).
+  if (argc >= 2 && strcmp(argv[1], "io") == 0)
+    return moepool::bench::run_io_bench(argc - 1, argv + 1);
   auto parsed = moepool::bench::parse_bench_options(argc, argv);
   if (parsed.exit_now) return parsed.exit_code;
   return moepool::bench::run(parsed.options);
