@@ -47,8 +47,8 @@ Parsed parse(int argc, char** argv) {
       "pre-faulted, one slot per request in flight, and registered with the engine "
       "(IoEngine::register_buffers: io_uring fixed buffers) unless --no-fixed-buffers. "
       "--qd requests are kept in flight: the next is submitted when one completes.\n"
-      "Patterns: seq = consecutive --block reads from offset 0, wrapping at the end of the "
-      "file, until --bytes; rand = --block reads at --block-aligned offsets drawn by a "
+      "Patterns: seq = consecutive --block reads from --offset (default 0), wrapping to 0 at "
+      "the end of the file, until --bytes; rand = --block reads at --block-aligned offsets drawn by a "
       "seeded hash (--seed), until --bytes; --extents FILE = one request per 'offset "
       "length' line of FILE (decimal or 0x hex; '#' comments), in that order, one pass "
       "(e.g. one token's routed experts from --print-extents).\n"
@@ -77,6 +77,11 @@ Parsed parse(int argc, char** argv) {
   app.add_option("--bytes", o.bytes,
                  "bytes to read (seq, rand); default the file size; not with --extents")
       ->transform(CLI::Validator(size_arg, "SIZE"));
+  app.add_option("--offset", o.offset,
+                 "seq: first offset (a multiple of 4096 with --direct); reads wrap to 0 at "
+                 "the end of the file")
+      ->transform(CLI::Validator(size_arg, "SIZE"))
+      ->capture_default_str();
   app.add_option("--extents", o.extents_path, "read the 'offset length' lines of FILE");
   app.add_option("--seed", o.seed, "seed of rand offsets and of --print-extents' experts")
       ->capture_default_str();
@@ -110,6 +115,11 @@ Parsed parse(int argc, char** argv) {
       if (o.direct && o.block % kIoAlign != 0)
         throw CLI::ValidationError("--block " + std::to_string(o.block) +
                                    " is not a multiple of 4096, which --direct needs");
+      if (o.direct && o.offset % kIoAlign != 0)
+        throw CLI::ValidationError("--offset " + std::to_string(o.offset) +
+                                   " is not a multiple of 4096, which --direct needs");
+      if (app.count("--offset") > 0 && (o.pattern != "seq" || !o.extents_path.empty()))
+        throw CLI::ValidationError("--offset applies to --pattern seq only");
       if (!o.extents_path.empty() && app.count("--bytes") > 0)
         throw CLI::ValidationError("--bytes does not apply to --extents (one pass of the list)");
       if (app.count("--bytes") > 0 && o.bytes == 0)
@@ -208,7 +218,7 @@ int run_reads(const IoBenchOptions& o) {
   if (!o.extents_path.empty())
     plan = IoReadPlan::extents(o.extents_path, size);
   else if (o.pattern == "seq")
-    plan = IoReadPlan::sequential(size, o.block, o.bytes ? o.bytes : size);
+    plan = IoReadPlan::sequential(size, o.block, o.bytes ? o.bytes : size, o.offset);
   else
     plan = IoReadPlan::random(size, o.block, o.bytes ? o.bytes : size, o.seed);
   if (!plan.ok()) return fail(plan.status());

@@ -17,6 +17,7 @@ struct IoBenchOptions {
   uint32_t queue_depth = 32;  // requests in flight; the engine's queue_depth
   std::string pattern = "seq";  // seq | rand (ignored with extents)
   bool direct = false;
+  uint64_t offset = 0;          // seq: first offset (wraps to 0 at the end of the file)
   uint64_t bytes = 0;           // 0: the file size (seq, rand); one pass of the list (extents)
   std::string extents_path;     // "offset length" lines
   uint64_t seed = 1;

@@ -42,22 +42,32 @@ bool parse_u64(const std::string& tok, uint64_t* v) {
 
 }  // namespace
 
-Result<IoReadPlan> IoReadPlan::sequential(uint64_t file_size, uint64_t block, uint64_t total) {
+Result<IoReadPlan> IoReadPlan::sequential(uint64_t file_size, uint64_t block, uint64_t total,
+                                          uint64_t start) {
   if (file_size == 0) return InvalidArgument("the file is empty: nothing to read");
   if (block == 0 || total == 0) return InvalidArgument("block and byte count must be > 0");
+  if (start >= file_size)
+    return InvalidArgument("--offset " + std::to_string(start) + " is not inside the file (" +
+                           std::to_string(file_size) + " bytes)");
   IoReadPlan p;
   p.kind_ = Kind::kSeq;
   p.file_size_ = file_size;
   p.block_ = block;
   p.total_ = total;
-  // Reads per pass over the file, and bytes per pass.
-  const uint64_t per_pass = div_up(file_size, block);
-  const uint64_t full = total / file_size;
-  uint64_t rest = total % file_size;
-  p.count_ = full * per_pass + div_up(rest, block);
-  p.max_region_ = region_bytes_for(0, std::min(block, file_size));
-  if (block % kIoAlign != 0) p.max_region_ = worst_region(std::min(block, file_size));
-  p.desc_ = "seq";
+  p.start_ = start;
+  // The first pass runs from start to the end of the file, every later one from 0.
+  const uint64_t first = file_size - start;
+  if (total <= first) {
+    p.count_ = div_up(total, block);
+  } else {
+    const uint64_t rest = total - first;
+    p.count_ = div_up(first, block) + rest / file_size * div_up(file_size, block) +
+               div_up(rest % file_size, block);
+  }
+  const uint64_t most = std::min(block, file_size);
+  p.max_region_ = (block % kIoAlign == 0 && start % kIoAlign == 0) ? region_bytes_for(0, most)
+                                                                     : worst_region(most);
+  p.desc_ = "seq from offset " + std::to_string(start);
   return p;
 }
 
@@ -122,9 +132,18 @@ Result<IoReadPlan> IoReadPlan::extents(const std::string& path, uint64_t file_si
 IoRange IoReadPlan::at(uint64_t i) const {
   switch (kind_) {
     case Kind::kSeq: {
-      const uint64_t per_pass = div_up(file_size_, block_);
-      const uint64_t off = (i % per_pass) * block_;
-      const uint64_t done = (i / per_pass) * file_size_ + off;  // bytes before this read
+      const uint64_t first = file_size_ - start_;
+      const uint64_t n_first = div_up(first, block_);
+      uint64_t off, done;  // file offset, and bytes read before this read
+      if (i < n_first) {
+        off = start_ + i * block_;
+        done = i * block_;
+      } else {
+        const uint64_t per_pass = div_up(file_size_, block_);
+        const uint64_t j = i - n_first;
+        off = (j % per_pass) * block_;
+        done = first + (j / per_pass) * file_size_ + off;
+      }
       uint64_t len = std::min(block_, file_size_ - off);
       len = std::min(len, total_ - done);
       return {off, len};

@@ -19,10 +19,12 @@ struct IoRange {
 
 class IoReadPlan {
  public:
-  // seq: consecutive `block`-sized reads from offset 0, wrapping at the end of the file
-  // (the last block before the end is shorter when the size is not a multiple), until
-  // `total` bytes. Fails on an empty file or zero block/total.
-  static Result<IoReadPlan> sequential(uint64_t file_size, uint64_t block, uint64_t total);
+  // seq: consecutive `block`-sized reads from offset `start`, wrapping to offset 0 at the
+  // end of the file (the last block before the end is shorter when the size is not a
+  // multiple), until `total` bytes. Fails on an empty file, zero block/total or a start
+  // at or past the end.
+  static Result<IoReadPlan> sequential(uint64_t file_size, uint64_t block, uint64_t total,
+                                       uint64_t start = 0);
   // rand: reads of `block` bytes at block-aligned offsets drawn from [0, file_size / block)
   // by a seeded hash, until `total` bytes (the last read shorter if total is not a
   // multiple). Fails when the file is smaller than one block.
@@ -44,6 +46,7 @@ class IoReadPlan {
   enum class Kind { kSeq, kRand, kList };
   Kind kind_ = Kind::kSeq;
   uint64_t file_size_ = 0, block_ = 0, total_ = 0, count_ = 0, seed_ = 0, max_region_ = 0;
+  uint64_t start_ = 0;  // seq: first offset
   std::vector<IoRange> list_;
   std::string desc_;
 };
