@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/version.h"
+#include "daemon/config.h"
 #include "daemon/expert_cache.h"
 #include "daemon/io_engine.h"
 #include "daemon/model_registry.h"
@@ -14,6 +15,33 @@
 
 namespace moepool {
 namespace {
+
+void fill_class(const IoEngine::ClassStats& c, v1::IoClassStats* out) {
+  out->set_requests(c.requests);
+  out->set_reads(c.reads);
+  out->set_bytes(c.bytes);
+  out->set_errors(c.errors);
+  out->set_cancelled(c.cancelled);
+  out->set_latency_p50_us(c.latency_p50_us);
+  out->set_latency_p99_us(c.latency_p99_us);
+}
+
+// StatsReply.io: the I/O engine's counters and the path it uses.
+void fill_io(const IoEngine& io, uint64_t prefetch_cap, v1::IoStats* out) {
+  IoEngine::Stats s = io.stats();
+  out->set_mode(io.mode_name());
+  out->set_queue_depth(s.queue_depth);
+  out->set_in_flight(s.in_flight);
+  out->set_in_flight_peak(s.in_flight_peak);
+  fill_class(s.demand, out->mutable_demand());
+  fill_class(s.prefetch, out->mutable_prefetch());
+  out->set_retries(s.retries);
+  out->set_short_reads(s.short_reads);
+  out->set_merged_spans(s.merged_spans);
+  out->set_fixed_buffers(s.fixed_buffers);
+  out->set_fixed_files(s.fixed_files);
+  out->set_prefetch_bytes_cap(prefetch_cap);
+}
 
 grpc::ServerUnaryReactor* finish(grpc::CallbackServerContext* call, const grpc::Status& st) {
   auto* reactor = call->DefaultReactor();
@@ -128,6 +156,7 @@ grpc::ServerUnaryReactor* AdminService::Stats(grpc::CallbackServerContext* call,
   reply->set_upload_copies(st.upload.copies);
   reply->set_upload_batches(st.upload.batches);
   reply->set_staging_waits(st.upload.staging_waits);
+  fill_io(*ctx_->io, effective_prefetch_bytes(ctx_->config), reply->mutable_io());
   return finish(call, grpc::Status::OK);
 }
 

@@ -166,34 +166,6 @@ const std::vector<SectionSpec>& schema() {
               return Status::Ok();
             }},
        }},
-      {"io",
-       {
-           {"mode",
-            [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
-              auto v = get_choice(o, n, "io.mode", {"auto", "io_uring", "pread"});
-              if (!v.ok()) return v.status();
-              c->io_mode = *v;
-              return Status::Ok();
-            }},
-           {"direct",
-            [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
-              const auto* b = n.as_boolean();
-              if (b == nullptr) return wrong_type(o, n, "io.direct", "a boolean");
-              c->io_direct = b->get();
-              return Status::Ok();
-            }},
-           {"queue_depth",
-            [](const Origin& o, const toml::node& n, DaemonConfig* c) -> Status {
-              const auto* i = n.as_integer();
-              if (i == nullptr) return wrong_type(o, n, "io.queue_depth", "an integer");
-              if (i->get() < 1 || i->get() > kMaxQueueDepth) {
-                return o.error(n.source(), "io.queue_depth: " + std::to_string(i->get()) +
-                                               " is out of range 1..4096");
-              }
-              c->queue_depth = static_cast<uint32_t>(i->get());
-              return Status::Ok();
-            }},
-       }},
       {"policy",
        {
            {"name",
@@ -247,6 +219,7 @@ Status apply_table(const Origin& o, const toml::table& root, DaemonConfig* cfg) 
   std::vector<std::string_view> section_names;
   for (const auto& s : schema()) section_names.push_back(s.name);
   for (const auto& s : budget_schema()) section_names.push_back(s.name);
+  for (const auto& s : io_schema()) section_names.push_back(s.name);
   section_names.push_back("quota");
   for (const auto& [skey, snode] : root) {
     if (skey.str() == "quota") {  // [quota."<model name>"]: keyed by model, see config_budget.cpp
@@ -258,6 +231,9 @@ Status apply_table(const Origin& o, const toml::table& root, DaemonConfig* cfg) 
       if (s.name == skey.str()) sec = &s;
     }
     for (const auto& s : budget_schema()) {
+      if (s.name == skey.str()) sec = &s;
+    }
+    for (const auto& s : io_schema()) {
       if (s.name == skey.str()) sec = &s;
     }
     if (sec == nullptr) {
@@ -448,9 +424,6 @@ Status validate_config(DaemonConfig* cfg) {
     return InvalidArgument("daemon.log_level: '" + cfg->log_level +
                            "' is not one of trace|debug|info|warn|error");
   }
-  if (!one_of(cfg->io_mode, {"auto", "io_uring", "pread"})) {
-    return InvalidArgument("io.mode: '" + cfg->io_mode + "' is not one of auto|io_uring|pread");
-  }
   if (!one_of(cfg->lock_memory, {"auto", "on", "off"})) {
     return InvalidArgument("pool.lock: '" + cfg->lock_memory + "' is not one of auto|on|off");
   }
@@ -467,10 +440,7 @@ Status validate_config(DaemonConfig* cfg) {
   if (!one_of(cfg->policy_name, {"default", "lru"})) {
     return InvalidArgument("policy.name: '" + cfg->policy_name + "' is not one of default|lru");
   }
-  if (cfg->queue_depth < 1 || cfg->queue_depth > kMaxQueueDepth) {
-    return InvalidArgument("io.queue_depth: " + std::to_string(cfg->queue_depth) +
-                           " is out of range 1..4096");
-  }
+  MOEPOOL_RETURN_IF_ERROR(validate_io_config(*cfg));
 
   // Pool and segments: equal segments of whole pages that add up to the pool.
   if (cfg->pool_bytes < kMinPoolBytes) {
@@ -535,9 +505,7 @@ std::string describe_config(const DaemonConfig& cfg) {
       << "pool.backend:       " << cfg.pool_backend << "\n"
       << "pool.vulkan_device: " << cfg.vulkan_device << "\n"
       << "models.roots:       " << list(cfg.model_roots) << "\n"
-      << "io.mode:            " << cfg.io_mode << "\n"
-      << "io.direct:          " << (cfg.io_direct ? "true" : "false") << "\n"
-      << "io.queue_depth:     " << cfg.queue_depth << "\n"
+      << describe_io_config(cfg)
       << "policy.name:        " << cfg.policy_name << "\n"
       << "admin.uids:         " << list(cfg.admin_uids) << "\n"
       << "admin.groups:       " << list(cfg.admin_groups) << "\n"

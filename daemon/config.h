@@ -22,7 +22,16 @@ inline constexpr uint32_t kMaxQueueDepth = 4096;
 inline constexpr int32_t kMaxVulkanDevice = 63;                // pool.vulkan_device upper bound
 // True when this moepoold was built with the Vulkan (VRAM) pool backend.
 bool have_vulkan_backend();
-inline constexpr uint32_t kMaxPrefetchDistance = 8;            // prefetch.distance upper bound               // io.queue_depth upper bound
+inline constexpr uint32_t kMaxPrefetchDistance = 8;            // prefetch.distance upper bound
+inline constexpr uint64_t kDefaultMaxRequestBytes = 1ull << 20;  // io.max_request_bytes default
+inline constexpr uint64_t kMaxMaxRequestBytes = 64ull << 20;     // io.max_request_bytes bound
+
+// io.direct. Unscoped so that it reads as "O_DIRECT allowed" in a boolean context (only
+// off is false).
+enum IoDirect : uint8_t { kIoDirectOff = 0, kIoDirectOn = 1, kIoDirectAuto = 2 };
+// "auto", "on" or "off".
+const char* io_direct_name(IoDirect d);
+
 
 // One [quota."<model name>"] table of the config file.
 struct QuotaConfig {
@@ -61,10 +70,15 @@ struct DaemonConfig {
   std::string log_level = "info";
   // io.mode: auto|io_uring|pread.
   std::string io_mode = "auto";
-  // io.direct: use O_DIRECT where the filesystem allows.
-  bool io_direct = true;
+  // io.direct: auto|on|off (true/false in the file mean on/off); see choose_direct_reads.
+  IoDirect io_direct = kIoDirectAuto;
   // io.queue_depth: reads in flight, 1..4096.
   uint32_t queue_depth = 32;
+  // io.max_request_bytes: larger reads are split; a multiple of 4096 in 4 KiB..64 MiB.
+  uint64_t max_request_bytes = kDefaultMaxRequestBytes;
+  // io.prefetch_bytes_in_flight: cap on prefetch bytes being read; 0 = auto, sized to the
+  // device (see effective_prefetch_bytes).
+  uint64_t prefetch_bytes_in_flight = 0;
   // policy.name: the expert cache's residency policy, "default" or "lru".
   std::string policy_name = "default";
   // quota."<model name>": per-model shares of the pool (daemon/budget.h), applied at start.
@@ -113,5 +127,22 @@ Status prepare_config_dirs(const DaemonConfig& cfg);
 
 // Returns a multi-line human-readable dump of `cfg` (for --print-config and the log).
 std::string describe_config(const DaemonConfig& cfg);
+
+// How one model's files are read, decided when it is opened (io.direct).
+struct DirectChoice {
+  bool direct = true;  // O_DIRECT into the pool (false: buffered, through the page cache)
+  std::string why;     // for the log: "file 1.2 GiB fits in 9.8 GiB available", ...
+};
+// The io.direct decision for a model: on/off as told; auto reads with O_DIRECT when
+// `file_bytes` (the model's files plus those of the models already open) do not fit in
+// `available_bytes` (free RAM the page cache may use: MemAvailable less the pool), and
+// buffered when they do, so a model that fits in RAM is served from the page cache.
+DirectChoice choose_direct_reads(IoDirect setting, uint64_t file_bytes, uint64_t available_bytes);
+// The prefetch cap the I/O engine gets: io.prefetch_bytes_in_flight, or when 0 half of
+// what the device has in flight at its full depth (queue_depth * max_request_bytes / 2),
+// so demand reads always find half the queue.
+uint64_t effective_prefetch_bytes(const DaemonConfig& cfg);
+// MemAvailable of /proc/meminfo (or `meminfo_path`) in bytes.
+Result<uint64_t> mem_available_bytes(const std::string& meminfo_path = "/proc/meminfo");
 
 }  // namespace moepool

@@ -39,7 +39,11 @@ void add_config_flags(CLI::App& app, CliOverrides* out) {
   app.add_option_function<std::string>(
          "--io-mode", [out](const std::string& v) { out->io_mode = v; }, "auto|io_uring|pread")
       ->type_name("MODE");
-  app.add_flag("--no-direct", out->no_direct, "do not use O_DIRECT (io.direct = false)");
+  app.add_flag("--no-direct", out->no_direct, "do not use O_DIRECT (io.direct = off)");
+  app.add_option_function<std::string>(
+         "--direct", [out](const std::string& v) { out->direct = v; },
+         "O_DIRECT reads: auto (per model: when its files do not fit in free RAM), on, off")
+      ->type_name("auto|on|off");
   app.add_option_function<std::string>(
          "--lock", [out](const std::string& v) { out->lock_memory = v; },
          "lock pool memory: auto (try), on (fail if refused), off")
@@ -93,7 +97,12 @@ Status apply_overrides(const CliOverrides& o, DaemonConfig* cfg) {
     }
     cfg->io_mode = *o.io_mode;
   }
-  if (o.no_direct) cfg->io_direct = false;
+  if (o.direct) {
+    if (!one_of(*o.direct, {"auto", "on", "off"}))
+      return InvalidArgument("--direct: '" + *o.direct + "' is not one of auto|on|off");
+    cfg->io_direct = *o.direct == "on" ? kIoDirectOn : *o.direct == "off" ? kIoDirectOff : kIoDirectAuto;
+  }
+  if (o.no_direct) cfg->io_direct = kIoDirectOff;
   if (o.lock_memory) {
     if (!one_of(*o.lock_memory, {"auto", "on", "off"})) {
       return InvalidArgument("--lock: '" + *o.lock_memory + "' is not one of auto|on|off");

@@ -29,7 +29,8 @@ struct CliOverrides {
   std::optional<std::string> state_dir;     // --state-dir DIR
   std::optional<std::string> log_level;     // --log-level L
   std::optional<std::string> io_mode;       // --io-mode M
-  bool no_direct = false;                   // --no-direct: io.direct = false
+  bool no_direct = false;                   // --no-direct: io.direct = off
+  std::optional<std::string> direct;        // --direct auto|on|off
   std::optional<std::string> lock_memory;   // --lock auto|on|off
   std::optional<std::string> policy;        // --policy default|lru
 };

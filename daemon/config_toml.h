@@ -59,6 +59,13 @@ struct SectionSpec {
   std::vector<KeySpec> keys;
 };
 
+// The [io] section, defined in daemon/config_io.cpp.
+const std::vector<SectionSpec>& io_schema();
+// Range checks of the [io] keys (flags bypass the file's checks), for validate_config.
+Status validate_io_config(const DaemonConfig& cfg);
+// The io.* lines of describe_config.
+std::string describe_io_config(const DaemonConfig& cfg);
+
 // Sections defined in daemon/config_budget.cpp: [popularity] and [prefetch].
 const std::vector<SectionSpec>& budget_schema();
 // Applies [quota."<model name>"] tables (the value of the root key "quota").

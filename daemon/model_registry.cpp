@@ -19,8 +19,9 @@ Result<FileStamp> stamp_of(const std::string& path) {
 
 }  // namespace
 
-ModelRegistry::ModelRegistry(std::vector<std::string> roots, ExpertCache* cache)
-    : roots_(std::move(roots)), cache_(cache) {}
+ModelRegistry::ModelRegistry(std::vector<std::string> roots, ExpertCache* cache,
+                             OpenHook on_open)
+    : roots_(std::move(roots)), cache_(cache), on_open_(std::move(on_open)) {}
 
 bool ModelRegistry::under_roots(const std::string& p) const {
   for (const std::string& root : roots_) {
@@ -95,6 +96,12 @@ Result<std::shared_ptr<Model>> ModelRegistry::open(const std::string& path, uint
     auto file = open_model_file(f.path);
     if (!file.ok()) return file.status();
     model->files.push_back(std::move(file).value());
+  }
+  if (on_open_) {
+    uint64_t open_bytes = 0;
+    for (const auto& m : list())
+      for (const FileStamp& st : m->stamps) open_bytes += st.size;
+    on_open_(model.get(), open_bytes);
   }
   MOEPOOL_RETURN_IF_ERROR(cache_->prepare_model(model.get()));
   std::lock_guard<std::mutex> lock(mu_);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,8 +22,13 @@ namespace moepool {
 
 class ModelRegistry {
  public:
+  // Called once per new model, after its files are opened and before the cache prepares
+  // it, with the bytes of the files of the models already open: decides how the model's
+  // files are read (serve.cpp closes direct_fd for buffered reads, see io.direct).
+  using OpenHook = std::function<void(Model* model, uint64_t open_models_file_bytes)>;
+
   // `roots` must already be resolved (realpath) directories.
-  ModelRegistry(std::vector<std::string> roots, ExpertCache* cache);
+  ModelRegistry(std::vector<std::string> roots, ExpertCache* cache, OpenHook on_open = nullptr);
 
   // Opens (or finds) the model at `path` for `session`. Errors: kPermissionDenied outside
   // the roots, kNotFound, kInvalidArgument for a malformed GGUF (message names the field).
@@ -39,6 +45,7 @@ class ModelRegistry {
  private:
   std::vector<std::string> roots_;
   ExpertCache* cache_;
+  OpenHook on_open_;
   mutable std::mutex mu_;
   std::mutex open_mu_;  // serialises opens so one model is prepared once
   std::map<uint64_t, std::shared_ptr<Model>> models_;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/units.h"
 #include "common/version.h"
 #include "daemon/admin_service.h"
 #include "daemon/config_cli.h"
@@ -40,6 +41,44 @@ namespace moepool {
 namespace {
 
 constexpr int kMaxMessageBytes = 4 << 20;  // larger requests are refused by gRPC itself
+
+// Decides (io.direct, see choose_direct_reads) whether `m`'s files are read with O_DIRECT
+// or buffered, closes the O_DIRECT descriptors of buffered ones (the engine reads a file
+// without direct_fd buffered) and logs one line saying which and why.
+void choose_model_read_mode(IoDirect setting, uint64_t pool_not_resident, uint64_t open_bytes,
+                            Model* m) {
+  uint64_t file_bytes = 0;
+  for (const FileStamp& st : m->stamps) file_bytes += st.size;
+  std::string refused;
+  for (const ModelFile& f : m->files)
+    if (f.direct_fd < 0 && refused.empty()) refused = f.path;
+  const std::string name = m->catalog.name().empty() ? m->path : m->catalog.name();
+  if (setting != kIoDirectOff && !refused.empty()) {
+    spdlog::info("model {}: buffered reads (the filesystem of {} refuses O_DIRECT)", name, refused);
+    return;
+  }
+  uint64_t available = 0;
+  if (setting == kIoDirectAuto) {
+    auto mem = mem_available_bytes();
+    if (!mem.ok()) {
+      spdlog::warn("model {}: O_DIRECT (cannot tell free RAM: {})", name, mem.status().message());
+      return;
+    }
+    available = *mem > pool_not_resident ? *mem - pool_not_resident : 0;
+  }
+  DirectChoice c = choose_direct_reads(setting, open_bytes + file_bytes, available);
+  if (!c.direct) {
+    for (ModelFile& f : m->files) {
+      if (f.direct_fd >= 0) ::close(f.direct_fd);
+      f.direct_fd = -1;
+    }
+  }
+  std::string why = c.why;
+  if (setting == kIoDirectAuto && open_bytes)
+    why += ", with " + format_bytes(open_bytes) + " of models already open";
+  spdlog::info("model {}: {} ({}; this model {})", name,
+               c.direct ? "O_DIRECT" : "buffered reads", why, format_bytes(file_bytes));
+}
 
 }  // namespace
 
@@ -91,22 +130,28 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
 
   IoEngine::Options io_opts;
   io_opts.mode = cfg.io_mode;
-  io_opts.direct = cfg.io_direct;
+  io_opts.direct = cfg.io_direct != kIoDirectOff;  // auto: decided per model at open
   io_opts.queue_depth = cfg.queue_depth;
-  std::unique_ptr<IoBackend> device;  // null: the engine opens its own
-  if (hooks.wrap_io_device) {
-    auto opened = IoEngine::open_device(io_opts);
-    if (!opened.ok()) {
-      spdlog::critical("cannot start the I/O engine: {}", opened.status().message());
-      return 1;
-    }
-    device = hooks.wrap_io_device(std::move(opened).value());
+  io_opts.max_request_bytes = cfg.max_request_bytes;
+  io_opts.prefetch_bytes_in_flight = effective_prefetch_bytes(cfg);
+  std::string device_why;
+  auto opened = IoEngine::open_device(io_opts, &device_why);
+  if (!opened.ok()) {
+    spdlog::critical("cannot start the I/O engine: {}", opened.status().message());
+    return 1;
   }
+  std::unique_ptr<IoBackend> device = std::move(opened).value();
+  if (hooks.wrap_io_device) device = hooks.wrap_io_device(std::move(device));
   auto io = IoEngine::create(io_opts, std::move(device));
   if (!io.ok()) {
     spdlog::critical("cannot start the I/O engine: {}", io.status().message());
     return 1;
   }
+  spdlog::info("io: {}{}{}, queue depth {}, reads split at {}, prefetch cap {}{}",
+               (*io)->mode_name(), device_why.empty() ? "" : " (", device_why.empty() ? "" : device_why + ")",
+               io_opts.queue_depth, format_bytes(io_opts.max_request_bytes),
+               format_bytes(io_opts.prefetch_bytes_in_flight),
+               cfg.prefetch_bytes_in_flight ? "" : " (auto: queue_depth * max_request_bytes / 2)");
   auto policy = make_policy(cfg.policy_name);
   if (!policy.ok()) {
     spdlog::critical("policy.name: {}", policy.status().message());
@@ -152,7 +197,14 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
         });
   }
   Warmup warmup(&cache, &popularity, cfg.warmup);
-  ModelRegistry models(cfg.model_roots, &cache);
+  // The RAM the page cache may give model files: MemAvailable, less the pool where its
+  // pages are not yet taken (a locked host pool is already out of MemAvailable).
+  const uint64_t pool_not_resident =
+      cfg.pool_backend == "host" && !(*pool)->locked() ? cfg.pool_bytes : 0;
+  ModelRegistry models(cfg.model_roots, &cache,
+                       [&cfg, pool_not_resident](Model* m, uint64_t open_bytes) {
+                         choose_model_read_mode(cfg.io_direct, pool_not_resident, open_bytes, m);
+                       });
   SessionRegistry sessions(&cache);
   Listener listener;
   ctx.pool = pool->get();

@@ -23,6 +23,61 @@ double upload_rate_gbs(const v1::StatsReply& r) {
   return r.upload_busy_ns() ? static_cast<double>(r.upload_bytes()) / r.upload_busy_ns() : 0.0;
 }
 
+void io_class_json(JsonWriter& w, const char* name, const v1::IoClassStats& c) {
+  w.key(name);
+  w.begin_object();
+  w.field("requests", c.requests());
+  w.field("reads", c.reads());
+  w.field("bytes", c.bytes());
+  w.field("errors", c.errors());
+  w.field("cancelled", c.cancelled());
+  w.field("latency_p50_us", c.latency_p50_us());
+  w.field("latency_p99_us", c.latency_p99_us());
+  w.end_object();
+}
+
+void io_json(JsonWriter& w, const v1::IoStats& io) {
+  w.key("io");
+  w.begin_object();
+  w.field("mode", io.mode());
+  w.field("queue_depth", io.queue_depth());
+  w.field("in_flight", io.in_flight());
+  w.field("in_flight_peak", io.in_flight_peak());
+  io_class_json(w, "demand", io.demand());
+  io_class_json(w, "prefetch", io.prefetch());
+  w.field("retries", io.retries());
+  w.field("short_reads", io.short_reads());
+  w.field("merged_spans", io.merged_spans());
+  w.field("fixed_buffers", io.fixed_buffers());
+  w.field("fixed_files", io.fixed_files());
+  w.field("prefetch_bytes_cap", io.prefetch_bytes_cap());
+  w.end_object();
+}
+
+// The I/O engine block of the text output: one summary table, one row per request class.
+void io_text(const v1::IoStats& io) {
+  Table t({"", ""}, {false, false});
+  t.add_row({"io mode", io.mode().empty() ? std::string("unknown") : io.mode()});
+  t.add_row({"queue depth", n(io.queue_depth()) + ", in flight " + n(io.in_flight()) +
+                                " (peak " + n(io.in_flight_peak()) + ")"});
+  t.add_row({"retries", n(io.retries()) + ", short reads " + n(io.short_reads()) +
+                            ", merged spans " + n(io.merged_spans())});
+  t.add_row({"fixed", n(io.fixed_buffers()) + " buffers, files " +
+                          (io.fixed_files() ? "yes" : "no")});
+  t.add_row({"prefetch cap", format_bytes(io.prefetch_bytes_cap()) + " in flight"});
+  std::string text = t.render();
+  std::cout << '\n' << text.substr(text.find('\n') + 1) << '\n';
+  Table c({"IO_CLASS", "REQUESTS", "READS", "BYTES", "P50_US", "P99_US", "ERRORS", "CANCELLED"},
+          {false, true, true, true, true, true, true, true});
+  auto row = [&](const char* name, const v1::IoClassStats& s) {
+    c.add_row({name, n(s.requests()), n(s.reads()), format_bytes(s.bytes()),
+               n(s.latency_p50_us()), n(s.latency_p99_us()), n(s.errors()), n(s.cancelled())});
+  };
+  row("demand", io.demand());
+  row("prefetch", io.prefetch());
+  std::cout << c.render();
+}
+
 void stats_json(const v1::StatsReply& r) {
   JsonWriter w;
   w.begin_object();
@@ -46,6 +101,7 @@ void stats_json(const v1::StatsReply& r) {
   w.field("upload_batches", r.upload_batches());
   w.field("upload_gb_per_s", upload_rate_gbs(r));
   w.field("staging_waits", r.staging_waits());
+  io_json(w, r.io());
   w.key("models");
   w.begin_array();
   for (const v1::ModelStats& m : r.models()) {
@@ -133,6 +189,7 @@ Status cmd_stats(AdminChannel& ch, const Options& o) {
   }
   std::string text = t.render();
   std::cout << text.substr(text.find('\n') + 1);
+  io_text(r.io());
   if (!r.models().empty()) {
     std::cout << '\n';
     Table m({"MODEL_ID", "NAME", "RESIDENT", "USED", "PINNED", "HITS", "MISSES", "HIT_RATE",
