@@ -56,7 +56,8 @@ class FaultyBackend : public IoBackend {
   void wait_stalled(uint64_t n);
   // Reads stalled and not yet released.
   size_t stalled() const;
-  // Every read the engine issued, in order.
+  // Every read the engine issued, in order (the read log: fd or fixed slot, buf, len,
+  // offset, buf_index).
   std::vector<IoOp> issued() const;
   // Bytes inverted by kCorrupt so far.
   uint64_t corrupted() const { return corrupted_.load(std::memory_order_relaxed); }
@@ -64,6 +65,13 @@ class FaultyBackend : public IoBackend {
   void wake() override { inner_->wake(); }
   std::string name() const override { return inner_->name(); }
   uint32_t max_in_flight() const override { return inner_->max_in_flight(); }
+  // Registration passes through to the wrapped device (issued() shows buf_index/fixed_file).
+  uint32_t fixed_file_slots() const override { return inner_->fixed_file_slots(); }
+  Status set_fixed_file(uint32_t slot, int fd) override { return inner_->set_fixed_file(slot, fd); }
+  uint32_t fixed_buffer_slots() const override { return inner_->fixed_buffer_slots(); }
+  Status set_fixed_buffer(uint32_t slot, uint8_t* base, uint64_t len) override {
+    return inner_->set_fixed_buffer(slot, base, len);
+  }
 
  protected:
   void read_impl(const IoOp& op) override;

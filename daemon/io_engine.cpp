@@ -5,20 +5,33 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <limits>
 #include <mutex>
 #include <optional>
 #include <system_error>
 #include <thread>
 
+#include "daemon/io_fixed.h"
+#include "daemon/io_latency.h"
+#include "daemon/io_request.h"
 #include "daemon/pread_backend.h"
 #include "daemon/uring_backend.h"
 
 namespace moepool {
 namespace {
+
+using io_internal::Clock;
+using io_internal::Finished;
+using io_internal::Incoming;
+using io_internal::Move;
+using io_internal::PendingOp;
+using io_internal::RequestState;
+using io_internal::Run;
 
 constexpr int kMaxRetries = 8;                // EINTR/EAGAIN resubmissions of one read
 constexpr int kMaxShortResubmits = 4;         // resubmissions of the remainder after a short read
@@ -34,50 +47,6 @@ Status check_mode(const std::string& mode) {
 
 bool log_this_error(uint64_t n) { return n <= 16 || n % 1024 == 0; }  // rate limit
 
-// Bytes an O_DIRECT read landed away from the span's data_at: moved once the request's
-// reads all succeeded.
-struct Move {
-  uint8_t* from;
-  uint8_t* to;
-  uint64_t bytes;
-};
-
-// Engine-thread state of one request.
-struct RequestState {
-  ReadRequest req;
-  uint32_t unfinished_ops = 0;  // reads queued or in flight
-  Status error;                 // first failure; further reads of the request are dropped
-  std::vector<Move> moves;      // run before `done` when every read succeeded
-};
-
-// One device read of (part of) a span.
-struct PendingOp {
-  std::shared_ptr<RequestState> state;
-  const ModelFile* file = nullptr;
-  uint64_t span_offset = 0;  // the span, for error messages
-  uint64_t span_bytes = 0;
-  bool direct = false;
-  int fd = -1;
-  uint8_t* buf = nullptr;
-  uint64_t offset = 0;
-  uint64_t len = 0;     // bytes asked of the device
-  uint64_t needed = 0;  // of those, the wanted ones (the rest is aligned tail past them)
-  uint64_t wanted = 0;  // wanted bytes of this op when first issued
-  uint64_t got = 0;     // wanted bytes already read by earlier (short) reads
-  int retries = 0;
-  int short_resubmits = 0;
-
-  // Names the span and the device read, for error messages.
-  std::string describe() const {
-    return "read " + file->path + " offset " + std::to_string(span_offset) + " length " +
-           std::to_string(span_bytes) + " (device read at " + std::to_string(offset) + " +" +
-           std::to_string(len) + (direct ? ", O_DIRECT)" : ")");
-  }
-  Status short_read(uint64_t res) const {
-    return Unavailable(describe() + ": short read: got " + std::to_string(got + res) + " of " +
-                       std::to_string(wanted) + " bytes");
-  }
-};
 
 }  // namespace
 
@@ -96,7 +65,9 @@ uint64_t region_capacity_for(const ReadSpan& span) {
 class IoEngine::Impl {
  public:
   Impl(Options options, std::unique_ptr<IoBackend> backend)
-      : options_(std::move(options)), backend_(std::move(backend)) {
+      : options_(std::move(options)),
+        backend_(std::move(backend)),
+        fixed_(backend_.get(), options_.register_files, options_.register_buffers) {
     depth_ = std::max<uint32_t>(1, std::min(options_.queue_depth, backend_->max_in_flight()));
     in_flight_.resize(depth_);
     for (uint32_t i = 0; i < depth_; ++i) free_tags_.push_back(depth_ - 1 - i);
@@ -118,13 +89,16 @@ class IoEngine::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!exited_) {
-        incoming_.push_back(std::move(req));
+        incoming_.push_back({std::move(req), Clock::now()});
         backend_->wake();
         return;
       }
     }
+    count_request(req.priority);
     if (req.done) req.done(Unavailable("io engine: shutting down"));
   }
+
+  Status register_buffers(std::vector<std::pair<uint8_t*, uint64_t>> regions);
 
   void stop() {
     {
@@ -139,26 +113,29 @@ class IoEngine::Impl {
 
   std::string mode_name() const { return backend_->name() + (options_.direct ? "+O_DIRECT" : ""); }
 
-  Stats stats() const {
-    Stats s;
-    s.reads = reads_.load(std::memory_order_relaxed);
-    s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
-    s.errors = errors_.load(std::memory_order_relaxed);
-    s.demand_reads = demand_reads_.load(std::memory_order_relaxed);
-    s.prefetch_reads = prefetch_reads_.load(std::memory_order_relaxed);
-    s.moves = moves_.load(std::memory_order_relaxed);
-    s.moved_bytes = moved_bytes_.load(std::memory_order_relaxed);
-    return s;
-  }
+  Stats stats() const;
 
  private:
-  using Finished = std::vector<std::pair<std::function<void(Status)>, Status>>;
+  // Counters of one class of request. Written on the engine thread, read by stats().
+  struct ClassCounters {
+    std::atomic<uint64_t> requests{0}, reads{0}, bytes{0}, errors{0}, cancelled{0};
+    LatencyWindow latency;
+  };
+  // A register_buffers() call waiting for the engine thread.
+  struct BufferRegistration {
+    std::vector<std::pair<uint8_t*, uint64_t>> regions;
+    std::promise<Status> applied;
+  };
 
   void run();
-  void accept(ReadRequest req, bool stopping);
+  void accept(Incoming in, bool stopping);
   Status validate(const ReadRequest& req) const;
-  void expand(const std::shared_ptr<RequestState>& state, const ReadSpan& span);
+  // The device read of one span (moves: its bytes land away from data_at).
+  Run run_of(const ReadSpan& span) const;
+  static bool joins(const Run& run, const Run& next);
+  void expand(const std::shared_ptr<RequestState>& state, const Run& run);
   void dispatch();
+  bool drop_if_dead(const PendingOp& op);
   void issue(PendingOp op);
   void complete(const IoCompletion& c);
   void requeue(PendingOp op);
@@ -166,6 +143,10 @@ class IoEngine::Impl {
   void op_finished(const std::shared_ptr<RequestState>& state);
   void drop_queued(Status why);
   void run_callbacks();
+  void count_request(ReadPriority p) { counters(p).requests.fetch_add(1, std::memory_order_relaxed); }
+  ClassCounters& counters(ReadPriority p) {
+    return p == ReadPriority::kDemand ? demand_ : prefetch_;
+  }
   std::deque<PendingOp>& queue_of(const RequestState& s) {
     return s.req.priority == ReadPriority::kDemand ? demand_ops_ : prefetch_ops_;
   }
@@ -176,8 +157,9 @@ class IoEngine::Impl {
   uint64_t chunk_direct_ = kIoAlign;
   uint64_t chunk_buffered_ = kIoAlign;
 
-  std::mutex mu_;  // guards incoming_, stopping_, exited_
-  std::vector<ReadRequest> incoming_;
+  std::mutex mu_;  // guards incoming_, registrations_, stopping_, exited_
+  std::vector<Incoming> incoming_;
+  std::vector<std::shared_ptr<BufferRegistration>> registrations_;
   bool stopping_ = false;
   bool exited_ = false;  // the engine thread took its last requests; submit() fails inline
 
@@ -186,30 +168,96 @@ class IoEngine::Impl {
   std::atomic<std::thread::id> engine_thread_id_{};
 
   // Engine thread only.
+  FixedResources fixed_;
   std::deque<PendingOp> demand_ops_;
   std::deque<PendingOp> prefetch_ops_;
   std::vector<std::optional<PendingOp>> in_flight_;  // by tag
   std::vector<uint64_t> free_tags_;
   uint32_t in_flight_count_ = 0;
   uint64_t prefetch_bytes_in_flight_ = 0;
-  Finished finished_;
+  std::vector<Finished> finished_;
 
   std::atomic<uint64_t> reads_{0}, bytes_read_{0}, errors_{0}, demand_reads_{0}, prefetch_reads_{0};
   std::atomic<uint64_t> moves_{0}, moved_bytes_{0};
+  std::atomic<uint64_t> retries_{0}, short_reads_{0}, merged_spans_{0};
+  std::atomic<uint32_t> in_flight_now_{0}, in_flight_peak_{0};
+  ClassCounters demand_, prefetch_;
 };
+
+IoEngine::Stats IoEngine::Impl::stats() const {
+  Stats s;
+  s.reads = reads_.load(std::memory_order_relaxed);
+  s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
+  s.errors = errors_.load(std::memory_order_relaxed);
+  s.demand_reads = demand_reads_.load(std::memory_order_relaxed);
+  s.prefetch_reads = prefetch_reads_.load(std::memory_order_relaxed);
+  s.moves = moves_.load(std::memory_order_relaxed);
+  s.moved_bytes = moved_bytes_.load(std::memory_order_relaxed);
+  for (auto [out, in] : {std::pair<ClassStats*, const ClassCounters*>{&s.demand, &demand_},
+                         std::pair<ClassStats*, const ClassCounters*>{&s.prefetch, &prefetch_}}) {
+    out->requests = in->requests.load(std::memory_order_relaxed);
+    out->reads = in->reads.load(std::memory_order_relaxed);
+    out->bytes = in->bytes.load(std::memory_order_relaxed);
+    out->errors = in->errors.load(std::memory_order_relaxed);
+    out->cancelled = in->cancelled.load(std::memory_order_relaxed);
+    LatencyWindow::Percentiles p = in->latency.percentiles();
+    out->latency_p50_us = p.p50;
+    out->latency_p99_us = p.p99;
+  }
+  s.queue_depth = depth_;
+  s.in_flight = in_flight_now_.load(std::memory_order_relaxed);
+  s.in_flight_peak = in_flight_peak_.load(std::memory_order_relaxed);
+  s.retries = retries_.load(std::memory_order_relaxed);
+  s.short_reads = short_reads_.load(std::memory_order_relaxed);
+  s.merged_spans = merged_spans_.load(std::memory_order_relaxed);
+  s.fixed_buffers = fixed_.fixed_buffers();
+  s.fixed_files = fixed_.files_active();
+  return s;
+}
+
+Status IoEngine::Impl::register_buffers(std::vector<std::pair<uint8_t*, uint64_t>> regions) {
+  for (size_t i = 0; i < regions.size(); ++i) {
+    if (regions[i].first == nullptr || regions[i].second == 0) {
+      return InvalidArgument("io engine: register_buffers: region " + std::to_string(i) +
+                             " is empty or has no address");
+    }
+  }
+  if (!options_.register_buffers) return Status::Ok();
+  if (std::this_thread::get_id() == engine_thread_id_.load()) {  // from a callback
+    fixed_.set_buffers(regions);
+    return Status::Ok();
+  }
+  auto reg = std::make_shared<BufferRegistration>();
+  reg->regions = std::move(regions);
+  std::future<Status> applied = reg->applied.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (exited_) return Unavailable("io engine: register_buffers: shutting down");
+    registrations_.push_back(reg);
+  }
+  backend_->wake();
+  return applied.get();  // applied before the engine's next reads, or failed at its exit
+}
 
 void IoEngine::Impl::run() {
   engine_thread_id_.store(std::this_thread::get_id());
-  std::vector<ReadRequest> batch;
+  std::vector<Incoming> batch;
+  std::vector<std::shared_ptr<BufferRegistration>> regs;
   std::vector<IoCompletion> completions;
   for (;;) {
     bool stopping;
     {
       std::lock_guard<std::mutex> lock(mu_);
       batch.swap(incoming_);
+      regs.swap(registrations_);
       stopping = stopping_;
     }
-    for (ReadRequest& req : batch) accept(std::move(req), stopping);
+    for (auto& r : regs) {  // before the reads that follow, so that they can use them
+      fixed_.set_buffers(r->regions);
+      r->applied.set_value(Status::Ok());
+    }
+    regs.clear();
+    for (Incoming& in : batch) accept(std::move(in), stopping);
     batch.clear();
     if (stopping) drop_queued(Unavailable("io engine: shutting down"));
     dispatch();
@@ -220,6 +268,9 @@ void IoEngine::Impl::run() {
       std::lock_guard<std::mutex> lock(mu_);
       if (incoming_.empty()) {
         exited_ = true;
+        for (auto& r : registrations_)
+          r->applied.set_value(Unavailable("io engine: register_buffers: shutting down"));
+        registrations_.clear();
         break;
       }
       continue;  // callbacks submitted more; fail them on the next turn
@@ -255,78 +306,133 @@ Status IoEngine::Impl::validate(const ReadRequest& req) const {
   return Status::Ok();
 }
 
-void IoEngine::Impl::accept(ReadRequest req, bool stopping) {
-  Status st = stopping ? Unavailable("io engine: shutting down") : validate(req);
+void IoEngine::Impl::accept(Incoming in, bool stopping) {
+  Status st = stopping ? Unavailable("io engine: shutting down") : validate(in.req);
   if (!st.ok()) {
-    finished_.emplace_back(std::move(req.done), std::move(st));
+    finished_.push_back({std::move(in.req.done), std::move(st), in.req.priority, std::nullopt});
     return;
   }
   auto state = std::make_shared<RequestState>();
-  state->req = std::move(req);
-  for (const ReadSpan& span : state->req.spans) expand(state, span);
+  state->req = std::move(in.req);
+  state->submitted = in.submitted;
+  const std::vector<ReadSpan>& spans = state->req.spans;
+  // Refresh the fixed-file slots of every descriptor this request may read with (a short
+  // O_DIRECT read finishes on the buffered one).
+  std::vector<int> noted;
+  for (const ReadSpan& span : spans) {
+    bool direct = options_.direct && span.file->direct_fd >= 0;
+    for (auto [fd, is_direct] : {std::pair{direct ? span.file->direct_fd : -1, true},
+                                 std::pair{span.file->buffered_fd, false}}) {
+      if (fd < 0 || std::find(noted.begin(), noted.end(), fd) != noted.end()) continue;
+      noted.push_back(fd);
+      fixed_.note_file(fd, is_direct);
+    }
+  }
+  std::vector<Run> runs;
+  runs.reserve(spans.size());
+  for (const ReadSpan& span : spans) {
+    runs.push_back(run_of(span));
+    if (runs.back().moves) {  // an O_DIRECT read lands the bytes away from data_at
+      uint64_t landed = data_offset_in_region(span.offset);
+      state->moves.push_back({span.region + landed, span.region + *span.data_at, span.bytes});
+    }
+  }
+  for (size_t i = 0; i < runs.size();) {
+    Run run = runs[i];
+    size_t j = i + 1;
+    for (; j < runs.size() && joins(run, runs[j]); ++j) {
+      run.end = std::max(run.end, runs[j].end);
+      run.wanted_end = std::max(run.wanted_end, runs[j].wanted_end);
+    }
+    if (j - i > 1) merged_spans_.fetch_add(j - i, std::memory_order_relaxed);
+    expand(state, run);
+    i = j;
+  }
 }
 
-void IoEngine::Impl::expand(const std::shared_ptr<RequestState>& state, const ReadSpan& span) {
-  PendingOp base;
-  base.state = state;
-  base.file = span.file;
-  base.span_offset = span.offset;
-  base.span_bytes = span.bytes;
-  base.direct = options_.direct && span.file->direct_fd >= 0;
-  base.fd = base.direct ? span.file->direct_fd : span.file->buffered_fd;
-  const uint64_t wanted_end = span.offset + span.bytes;
-  uint64_t start, total, chunk;
-  uint8_t* dst;
+Run IoEngine::Impl::run_of(const ReadSpan& span) const {
+  Run r;
+  r.file = span.file;
+  r.direct = options_.direct && span.file->direct_fd >= 0;
+  r.fd = r.direct ? span.file->direct_fd : span.file->buffered_fd;
+  r.first_offset = span.offset;
+  r.wanted_end = span.offset + span.bytes;
   const uint64_t landed = data_offset_in_region(span.offset);  // where O_DIRECT puts them
   const uint64_t data_at = span.data_at.value_or(landed);
-  if (base.direct) {  // the aligned superset, from the start of the region
-    start = round_down(span.offset, kIoAlign);
-    total = region_bytes_for(span.offset, span.bytes);
-    chunk = chunk_direct_;
-    dst = span.region;
-    if (landed != data_at)
-      state->moves.push_back({span.region + landed, span.region + data_at, span.bytes});
+  if (r.direct) {  // the aligned superset, from the start of the region
+    r.start = round_down(span.offset, kIoAlign);
+    r.end = r.start + region_bytes_for(span.offset, span.bytes);
+    r.dst = span.region;
+    r.moves = landed != data_at;
   } else {  // just the wanted bytes, straight to data_at
-    start = span.offset;
-    total = span.bytes;
-    chunk = chunk_buffered_;
-    dst = span.region + data_at;
+    r.start = span.offset;
+    r.end = r.wanted_end;
+    r.dst = span.region + data_at;
   }
+  return r;
+}
+
+bool IoEngine::Impl::joins(const Run& run, const Run& next) {
+  return !run.moves && !next.moves && next.file == run.file && next.fd == run.fd &&
+         next.direct == run.direct && next.start >= run.start && next.start <= run.end &&
+         next.dst == run.dst + (next.start - run.start);
+}
+
+void IoEngine::Impl::expand(const std::shared_ptr<RequestState>& state, const Run& run) {
+  PendingOp base;
+  base.state = state;
+  base.file = run.file;
+  base.span_offset = run.first_offset;
+  base.span_bytes = run.wanted_end - run.first_offset;
+  base.direct = run.direct;
+  base.fd = run.fd;
+  const uint64_t total = run.end - run.start;
+  const uint64_t chunk = run.direct ? chunk_direct_ : chunk_buffered_;
   std::deque<PendingOp>& q = queue_of(*state);
   for (uint64_t done = 0; done < total; done += chunk) {
     PendingOp op = base;
-    op.offset = start + done;
-    op.buf = dst + done;
+    op.offset = run.start + done;
+    op.buf = run.dst + done;
     op.len = std::min(chunk, total - done);
-    op.needed = std::min(op.len, wanted_end > op.offset ? wanted_end - op.offset : 0);
+    op.needed = std::min(op.len, run.wanted_end > op.offset ? run.wanted_end - op.offset : 0);
     op.wanted = op.needed;
     q.push_back(std::move(op));
     ++state->unfinished_ops;
   }
 }
 
+// True (and the read finished unissued) when the read's request failed or was cancelled.
+bool IoEngine::Impl::drop_if_dead(const PendingOp& op) {
+  RequestState& s = *op.state;
+  if (!s.cancelled && s.error.ok() && s.req.cancelled &&
+      s.req.cancelled->load(std::memory_order_acquire)) {
+    s.cancelled = true;
+  }
+  return s.cancelled || !s.error.ok();
+}
+
 void IoEngine::Impl::dispatch() {
   while (in_flight_count_ < depth_) {
-    std::deque<PendingOp>* q = nullptr;
-    if (!demand_ops_.empty()) {
-      q = &demand_ops_;
-    } else if (!prefetch_ops_.empty()) {
+    std::deque<PendingOp>* q = !demand_ops_.empty()     ? &demand_ops_
+                               : !prefetch_ops_.empty() ? &prefetch_ops_
+                                                        : nullptr;
+    if (q == nullptr) return;
+    if (drop_if_dead(q->front())) {
+      std::shared_ptr<RequestState> state = std::move(q->front().state);
+      q->pop_front();
+      op_finished(state);
+      continue;
+    }
+    if (q == &prefetch_ops_) {
       // The cap lets one read through when none is in flight, so large ones still go.
       uint64_t len = prefetch_ops_.front().len;
       if (prefetch_bytes_in_flight_ != 0 &&
           prefetch_bytes_in_flight_ + len > options_.prefetch_bytes_in_flight) {
         return;
       }
-      q = &prefetch_ops_;
-    } else {
-      return;
     }
     PendingOp op = std::move(q->front());
     q->pop_front();
-    if (!op.state->error.ok()) {  // its request already failed: drop the read
-      op_finished(op.state);
-      continue;
-    }
     issue(std::move(op));
   }
 }
@@ -335,7 +441,11 @@ void IoEngine::Impl::issue(PendingOp op) {
   uint64_t tag = free_tags_.back();
   free_tags_.pop_back();
   ++in_flight_count_;
+  in_flight_now_.store(in_flight_count_, std::memory_order_relaxed);
+  if (in_flight_count_ > in_flight_peak_.load(std::memory_order_relaxed))
+    in_flight_peak_.store(in_flight_count_, std::memory_order_relaxed);
   reads_.fetch_add(1, std::memory_order_relaxed);
+  counters(op.state->req.priority).reads.fetch_add(1, std::memory_order_relaxed);
   if (op.state->req.priority == ReadPriority::kDemand) {
     demand_reads_.fetch_add(1, std::memory_order_relaxed);
   } else {
@@ -343,6 +453,11 @@ void IoEngine::Impl::issue(PendingOp op) {
     prefetch_bytes_in_flight_ += op.len;
   }
   IoOp io{op.fd, op.buf, op.len, op.offset, tag};
+  if (int slot = fixed_.file_slot(op.fd); slot >= 0) {
+    io.fd = slot;
+    io.fixed_file = true;
+  }
+  io.buf_index = fixed_.buffer_index(op.buf, op.len);
   in_flight_[tag] = std::move(op);
   backend_->read(io);
 }
@@ -356,12 +471,14 @@ void IoEngine::Impl::complete(const IoCompletion& c) {
   in_flight_[c.tag].reset();
   free_tags_.push_back(c.tag);
   --in_flight_count_;
+  in_flight_now_.store(in_flight_count_, std::memory_order_relaxed);
   if (op.state->req.priority == ReadPriority::kPrefetch) prefetch_bytes_in_flight_ -= op.len;
 
   if (c.res < 0) {
     int err = static_cast<int>(-c.res);
     if ((err == EINTR || err == EAGAIN) && op.retries < kMaxRetries && op.state->error.ok()) {
       ++op.retries;
+      retries_.fetch_add(1, std::memory_order_relaxed);
       requeue(std::move(op));
       return;
     }
@@ -369,7 +486,9 @@ void IoEngine::Impl::complete(const IoCompletion& c) {
   } else {
     uint64_t res = static_cast<uint64_t>(c.res);
     bytes_read_.fetch_add(res, std::memory_order_relaxed);
+    counters(op.state->req.priority).bytes.fetch_add(res, std::memory_order_relaxed);
     if (res < op.needed) {  // wanted bytes missing: not the aligned tail past EOF
+      short_reads_.fetch_add(1, std::memory_order_relaxed);
       if (res > 0 && op.short_resubmits < kMaxShortResubmits && op.state->error.ok()) {
         ++op.short_resubmits;
         op.buf += res;
@@ -405,6 +524,7 @@ void IoEngine::Impl::fail(const std::shared_ptr<RequestState>& state, Status st)
   if (!state->error.ok()) return;
   if (st.code() != Code::kUnavailable || st.message().find("shutting down") == std::string::npos) {
     uint64_t n = errors_.fetch_add(1, std::memory_order_relaxed) + 1;
+    counters(state->req.priority).errors.fetch_add(1, std::memory_order_relaxed);
     if (log_this_error(n)) spdlog::warn("io engine: {} (error #{})", st.to_string(), n);
   }
   state->error = std::move(st);
@@ -412,7 +532,17 @@ void IoEngine::Impl::fail(const std::shared_ptr<RequestState>& state, Status st)
 
 void IoEngine::Impl::op_finished(const std::shared_ptr<RequestState>& state) {
   if (--state->unfinished_ops != 0) return;
-  if (state->error.ok()) {
+  Status st = state->error;
+  if (st.ok() && !state->cancelled && state->req.cancelled &&
+      state->req.cancelled->load(std::memory_order_acquire)) {
+    state->cancelled = true;  // cancelled while its last reads were in flight
+  }
+  if (st.ok() && state->cancelled) {
+    const ReadSpan& first = state->req.spans.front();
+    st = Unavailable("io engine: cancelled: read of " + first.file->path + " at offset " +
+                     std::to_string(first.offset));
+    counters(state->req.priority).cancelled.fetch_add(1, std::memory_order_relaxed);
+  } else if (st.ok()) {
     // Every read of the request is done, so nothing writes these regions any more.
     for (const Move& m : state->moves) {
       std::memmove(m.to, m.from, m.bytes);
@@ -420,7 +550,8 @@ void IoEngine::Impl::op_finished(const std::shared_ptr<RequestState>& state) {
       moved_bytes_.fetch_add(m.bytes, std::memory_order_relaxed);
     }
   }
-  finished_.emplace_back(std::move(state->req.done), state->error);
+  finished_.push_back(
+      {std::move(state->req.done), std::move(st), state->req.priority, state->submitted});
 }
 
 void IoEngine::Impl::drop_queued(Status why) {
@@ -436,10 +567,16 @@ void IoEngine::Impl::drop_queued(Status why) {
 
 void IoEngine::Impl::run_callbacks() {
   // Callbacks may submit(): that only takes mu_, never touches engine-thread state.
-  Finished batch;
+  std::vector<Finished> batch;
   batch.swap(finished_);
-  for (auto& [done, st] : batch) {
-    if (done) done(std::move(st));
+  for (Finished& f : batch) {
+    ClassCounters& c = counters(f.priority);
+    if (f.submitted) {
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - *f.submitted);
+      c.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, us.count())));
+    }
+    c.requests.fetch_add(1, std::memory_order_relaxed);
+    if (f.done) f.done(std::move(f.status));
   }
 }
 
@@ -495,6 +632,9 @@ IoEngine::~IoEngine() { stop(); }
 void IoEngine::submit(ReadRequest req) { impl_->submit(std::move(req)); }
 std::string IoEngine::mode_name() const { return impl_->mode_name(); }
 IoEngine::Stats IoEngine::stats() const { return impl_->stats(); }
+Status IoEngine::register_buffers(std::vector<std::pair<uint8_t*, uint64_t>> regions) {
+  return impl_->register_buffers(std::move(regions));
+}
 void IoEngine::stop() { impl_->stop(); }
 
 }  // namespace moepool

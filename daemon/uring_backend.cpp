@@ -2,9 +2,11 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 namespace moepool {
 namespace {
@@ -44,8 +46,55 @@ void UringBackend::read_impl(const IoOp& op) {
     overflow_.push_back(op);
     return;
   }
-  io_uring_prep_read(sqe, op.fd, op.buf, static_cast<unsigned>(op.len), op.offset);
+  prep(sqe, op);
+}
+
+void UringBackend::prep(struct io_uring_sqe* sqe, const IoOp& op) {
+  if (op.buf_index >= 0) {
+    io_uring_prep_read_fixed(sqe, op.fd, op.buf, static_cast<unsigned>(op.len), op.offset,
+                             op.buf_index);
+  } else {
+    io_uring_prep_read(sqe, op.fd, op.buf, static_cast<unsigned>(op.len), op.offset);
+  }
+  if (op.fixed_file) sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, op.tag);
+}
+
+Status UringBackend::set_fixed_file(uint32_t slot, int fd) {
+  if (files_refused_ || slot >= kFileSlots) {
+    return FailedPrecondition("io_uring: no fixed-file slot " + std::to_string(slot));
+  }
+  if (!files_registered_) {
+    int ret = io_uring_register_files_sparse(&ring_, kFileSlots);
+    if (ret < 0) {
+      files_refused_ = true;
+      return Status::FromErrno("io_uring_register_files_sparse", -ret);
+    }
+    files_registered_ = true;
+  }
+  int ret = io_uring_register_files_update(&ring_, slot, &fd, 1);
+  if (ret < 0) return Status::FromErrno("io_uring_register_files_update", -ret);
+  if (ret != 1) return Unavailable("io_uring_register_files_update: slot not updated");
+  return Status::Ok();
+}
+
+Status UringBackend::set_fixed_buffer(uint32_t slot, uint8_t* base, uint64_t len) {
+  if (buffers_refused_ || slot >= kBufferSlots) {
+    return FailedPrecondition("io_uring: no fixed-buffer slot " + std::to_string(slot));
+  }
+  if (!buffers_registered_) {
+    int ret = io_uring_register_buffers_sparse(&ring_, kBufferSlots);
+    if (ret < 0) {
+      buffers_refused_ = true;
+      return Status::FromErrno("io_uring_register_buffers_sparse", -ret);
+    }
+    buffers_registered_ = true;
+  }
+  struct iovec iov {base, len};
+  int ret = io_uring_register_buffers_update_tag(&ring_, slot, &iov, nullptr, 1);
+  if (ret < 0) return Status::FromErrno("io_uring_register_buffers_update", -ret);
+  if (ret != 1) return Unavailable("io_uring_register_buffers_update: slot not updated");
+  return Status::Ok();
 }
 
 bool UringBackend::prepare_overflow() {
@@ -53,9 +102,7 @@ bool UringBackend::prepare_overflow() {
   for (; i < overflow_.size(); ++i) {
     struct io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) break;
-    const IoOp& op = overflow_[i];
-    io_uring_prep_read(sqe, op.fd, op.buf, static_cast<unsigned>(op.len), op.offset);
-    io_uring_sqe_set_data64(sqe, op.tag);
+    prep(sqe, overflow_[i]);
   }
   overflow_.erase(overflow_.begin(), overflow_.begin() + static_cast<long>(i));
   return overflow_.empty();
