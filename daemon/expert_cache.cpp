@@ -180,6 +180,8 @@ SlotRead ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<Mod
   s.places.clear();
   s.prefetch = prio == ReadPriority::kPrefetch;
   s.warmup = false;
+  s.dropped = false;
+  s.cancel = s.prefetch ? std::make_shared<std::atomic<bool>>(false) : nullptr;
   if (s.prefetch) prefetch_loading_bytes_ += layout.stride;
   resident_[s.key] = slot;
   policy_->insert(policy_key(s.key), layout.slot_class, access_tick_);
@@ -202,6 +204,7 @@ SlotRead ExpertCache::begin_load_locked(uint64_t slot, const std::shared_ptr<Mod
     s.places.push_back({t.kind, layout.proj_offset[p], span.bytes});
     req.spans.push_back(span);
   }
+  req.cancelled = s.cancel;
   req.done = [this, slot](Status st) { on_read_done(slot, std::move(st)); };
   return req;
 }
@@ -325,7 +328,9 @@ void ExpertCache::on_read_done(uint64_t slot, Status status) {
     if (s.warmup) {
       s.warmup = false;
       ModelCounters& mc = model->counters;
-      if (status.ok()) {
+      if (s.dropped) {
+        mc.warmup_planned--;  // cancelled: neither loaded nor failed
+      } else if (status.ok()) {
         mc.warmup_loaded++;
         for (const auto& p : s.places) mc.warmup_bytes_read += p.bytes;
       } else {
@@ -336,7 +341,11 @@ void ExpertCache::on_read_done(uint64_t slot, Status status) {
                               ? "done"
                               : "done, " + std::to_string(mc.warmup_failed) + " reads failed";
     }
-    if (status.ok()) {
+    if (s.dropped) {
+      // Cancelled while loading (evict_model): nobody waits for it, whatever the status;
+      // a cancelled completion is not an error.
+      free_unserved_locked(slot);
+    } else if (status.ok()) {
       s.state = State::kReady;
       table_.mark_ready(slot);
       uint64_t bytes = 0;
@@ -367,21 +376,7 @@ void ExpertCache::on_read_done(uint64_t slot, Status status) {
                                          " of model " + model->catalog.name() + ": " +
                                          status.message());
       for (auto& op : waiters) callbacks.push_back(fail_op_locked(op, err));
-      table_.mark_free(slot);
-      resident_.erase(s.key);
-      policy_->erase(policy_key(s.key));
-      model->counters.resident--;
-      model->counters.used_bytes -= stride;
-      totals_.used_bytes -= stride;
-      budget_.charge(model->id(), -static_cast<int64_t>(stride));
-      s.state = State::kFree;
-      if (s.pins == 0) {
-        s.model.reset();
-        s.places.clear();
-        pool_->return_slot(slot);
-      }
-      // A slot still pinned here would belong to a session that vanished mid-read; the
-      // pins were already dropped with the session, so s.pins is 0 in practice.
+      free_unserved_locked(slot);
     }
   }
   for (auto& cb : callbacks) cb();
@@ -552,7 +547,11 @@ std::pair<uint64_t, uint64_t> ExpertCache::evict_model(uint64_t model_id) {
   uint64_t evicted = 0, pinned = 0;
   for (uint64_t slot = 0; slot < slots_.size(); ++slot) {
     SlotInfo& s = slots_[slot];
-    if (s.state == State::kFree || s.key.model_id != model_id) continue;
+    if (s.state == State::kFree || s.dropped || s.key.model_id != model_id) continue;
+    if (s.state == State::kLoading && cancel_loading_locked(slot)) {
+      evicted++;
+      continue;
+    }
     if (s.pins > 0 || s.state == State::kLoading) {
       pinned++;
       continue;

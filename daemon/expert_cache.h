@@ -138,7 +138,10 @@ class ExpertCache {
   uint64_t segment_moves() const;
   // Drops every pin of `session` and forgets it. Idempotent.
   void release_session(uint64_t session);
-  // Evicts every resident unpinned expert of a model. Returns {evicted, still pinned}.
+  // Evicts every resident unpinned expert of a model and cancels its prefetches still
+  // loading that no acquire waits for (the I/O engine skips their remaining reads; the
+  // slot is freed, without an error, when the read completes). Returns {evicted (incl.
+  // cancelled), still pinned or loading for a demand}.
   std::pair<uint64_t, uint64_t> evict_model(uint64_t model_id);
 
   CacheStats stats() const;
@@ -170,6 +173,11 @@ class ExpertCache {
     std::vector<std::shared_ptr<AcquireOp>> waiters;  // ops waiting for this read
     bool prefetch = false;  // loading at low priority (counts against prefetch_cap_)
     bool warmup = false;    // loading for warm(): counted in the model's warmup_*
+    // A prefetch's cancel flag (ReadRequest::cancelled); null for demand reads.
+    std::shared_ptr<std::atomic<bool>> cancel;
+    // Loading, but no longer wanted (cancelled): not in resident_ nor the policy, never
+    // served; freed without an error when its read completes.
+    bool dropped = false;
   };
   struct Validated {
     int layer_pos;
@@ -207,6 +215,13 @@ class ExpertCache {
   void unpin_locked(uint64_t session, uint64_t slot);
   LeaseInfo lease_locked(uint64_t slot, bool hit) const;
   void on_read_done(uint64_t slot, Status status);
+  // Cancels the prefetch loading in `slot` (unpinned, nobody waiting): forgets its expert
+  // now, so a later acquire reads it again into another slot, and frees the slot when its
+  // read completes. Returns false when the slot cannot be dropped (demand, pinned, waited).
+  bool cancel_loading_locked(uint64_t slot);
+  // Returns a loading slot whose read completed without being served to the pool, and
+  // releases its accounting (and its key, unless already dropped).
+  void free_unserved_locked(uint64_t slot);
   // Fails an op: drops its pins, returns the callback to run outside the lock.
   std::function<void()> fail_op_locked(const std::shared_ptr<AcquireOp>& op, Status status);
 

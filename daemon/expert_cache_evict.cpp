@@ -2,7 +2,8 @@
 // victim among the experts of the models the shared budget lets lose memory (budget.h);
 // else a whole segment of another slot class holding only such experts. And the class
 // rebalancer, which moves segments between classes by measured benefit
-// (class_balancer.h). All under the cache's lock.
+// (class_balancer.h). And how a slot whose read completes unserved (failed, or a prefetch
+// cancelled by evict_model) is freed. All under the cache's lock.
 #include <algorithm>
 #include <unordered_map>
 
@@ -39,6 +40,42 @@ void ExpertCache::evict_locked(uint64_t slot) {
   s.model.reset();
   s.places.clear();
   pool_->return_slot(slot);
+}
+
+void ExpertCache::free_unserved_locked(uint64_t slot) {
+  SlotInfo& s = info(slot);
+  const uint64_t stride = pool_->stride(pool_->slot_class(slot));
+  table_.mark_free(slot);
+  if (!s.dropped) {  // a dropped slot's key went at cancel time (it may be loading again)
+    resident_.erase(s.key);
+    policy_->erase(policy_key(s.key));
+  }
+  s.model->counters.resident--;
+  s.model->counters.used_bytes -= stride;
+  totals_.used_bytes -= stride;
+  budget_.charge(s.model->id(), -static_cast<int64_t>(stride));
+  s.state = State::kFree;
+  s.dropped = false;
+  s.cancel.reset();
+  if (s.pins == 0) {
+    s.model.reset();
+    s.places.clear();
+    pool_->return_slot(slot);
+  }
+  // A slot still pinned here would belong to a session that vanished mid-read; the
+  // pins were already dropped with the session, so s.pins is 0 in practice.
+}
+
+bool ExpertCache::cancel_loading_locked(uint64_t slot) {
+  SlotInfo& s = info(slot);
+  if (s.state != State::kLoading || !s.cancel || s.dropped || s.pins > 0 || !s.waiters.empty())
+    return false;
+  s.cancel->store(true, std::memory_order_relaxed);
+  s.dropped = true;
+  table_.mark_free(slot);  // never to be served, whatever the read returns
+  resident_.erase(s.key);
+  policy_->erase(policy_key(s.key));
+  return true;
 }
 
 std::optional<uint64_t> ExpertCache::victim_locked(uint32_t c,

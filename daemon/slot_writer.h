@@ -7,6 +7,7 @@
 // I/O engine's thread or the writer's own thread, never with the caller's locks held.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -36,6 +37,9 @@ struct SlotRead {
   uint64_t slot_bytes = 0;
   std::vector<SlotSpan> spans;
   ReadPriority priority = ReadPriority::kDemand;
+  // Set (to true, any thread) by the cache when the slot is no longer wanted: the reads
+  // not yet issued are skipped (ReadRequest::cancelled). Null: not cancellable.
+  std::shared_ptr<std::atomic<bool>> cancelled;
   // Called exactly once: ok once every wanted byte sits in the slot where workers read it,
   // or the first error (the slot must then not be served).
   std::function<void(Status)> done;
