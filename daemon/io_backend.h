@@ -19,8 +19,8 @@ struct IoOp {
   uint8_t* buf = nullptr;
   uint64_t len = 0;
   uint64_t offset = 0;
-  uint64_t tag = 0;     // returned unchanged in the completion
-  int buf_index = -1;   // >= 0: [buf, buf + len) lies inside this fixed buffer (READ_FIXED)
+  uint64_t tag = 0;         // returned unchanged in the completion
+  int buf_index = -1;       // >= 0: [buf, buf + len) lies inside this fixed buffer (READ_FIXED)
   bool fixed_file = false;  // fd is a fixed-file slot (set_fixed_file() accepted it)
 };
 

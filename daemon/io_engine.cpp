@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -46,7 +45,6 @@ Status check_mode(const std::string& mode) {
 }
 
 bool log_this_error(uint64_t n) { return n <= 16 || n % 1024 == 0; }  // rate limit
-
 
 }  // namespace
 
@@ -143,7 +141,9 @@ class IoEngine::Impl {
   void op_finished(const std::shared_ptr<RequestState>& state);
   void drop_queued(Status why);
   void run_callbacks();
-  void count_request(ReadPriority p) { counters(p).requests.fetch_add(1, std::memory_order_relaxed); }
+  void count_request(ReadPriority p) {
+    counters(p).requests.fetch_add(1, std::memory_order_relaxed);
+  }
   ClassCounters& counters(ReadPriority p) {
     return p == ReadPriority::kDemand ? demand_ : prefetch_;
   }
@@ -599,8 +599,7 @@ Result<std::unique_ptr<IoEngine>> IoEngine::create(Options options,
   return std::unique_ptr<IoEngine>(new IoEngine(std::move(impl)));
 }
 
-Result<std::unique_ptr<IoBackend>> IoEngine::open_device(const Options& options,
-                                                          std::string* why) {
+Result<std::unique_ptr<IoBackend>> IoEngine::open_device(const Options& options, std::string* why) {
   std::string reason;
   std::unique_ptr<IoBackend> backend;
   if (options.mode == "auto" || options.mode == "io_uring") {

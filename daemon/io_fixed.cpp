@@ -55,8 +55,8 @@ void FixedResources::note_file(int fd, bool direct) {
       files_.clear();
       files_active_.store(false, std::memory_order_relaxed);
     } else {
-      spdlog::warn("io engine: fixed file slot {} refused for fd {} ({}); plain descriptor",
-                   slot, fd, s.to_string());
+      spdlog::warn("io engine: fixed file slot {} refused for fd {} ({}); plain descriptor", slot,
+                   fd, s.to_string());
     }
     return;
   }
@@ -128,12 +128,14 @@ void FixedResources::set_buffers(const std::vector<std::pair<uint8_t*, uint64_t>
     }
     uint8_t* base = regions[w.region].first;
     if (logged_regions_.insert(base).second) {
-      spdlog::warn("io engine: region at {} ({} bytes) not registered as a fixed buffer ({}); "
-                   "plain reads into it",
-                   static_cast<const void*>(base), regions[w.region].second, st.to_string());
+      spdlog::warn(
+          "io engine: region at {} ({} bytes) not registered as a fixed buffer ({}); "
+          "plain reads into it",
+          static_cast<const void*>(base), regions[w.region].second, st.to_string());
     }
   }
-  std::sort(next.begin(), next.end(), [](const Piece& a, const Piece& b) { return a.base < b.base; });
+  std::sort(next.begin(), next.end(),
+            [](const Piece& a, const Piece& b) { return a.base < b.base; });
   pieces_ = std::move(next);
   fixed_buffers_.store(static_cast<uint32_t>(std::count(region_ok.begin(), region_ok.end(), true)),
                        std::memory_order_relaxed);

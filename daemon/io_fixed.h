@@ -64,7 +64,7 @@ class FixedResources {
   std::unordered_map<int, FileEntry> files_;  // by descriptor
   std::vector<uint32_t> free_file_slots_;
   uint64_t files_added_ = 0;
-  std::vector<Piece> pieces_;  // sorted by base
+  std::vector<Piece> pieces_;          // sorted by base
   std::set<uint8_t*> logged_regions_;  // regions whose refusal was logged
   std::atomic<uint32_t> fixed_buffers_{0};
   std::atomic<bool> files_active_{false};

@@ -49,12 +49,12 @@ struct Run {
   const ModelFile* file = nullptr;
   bool direct = false;
   int fd = -1;
-  uint64_t start = 0;       // first file byte read
-  uint64_t end = 0;         // one past the last file byte read
-  uint8_t* dst = nullptr;   // where file byte `start` goes
+  uint64_t start = 0;         // first file byte read
+  uint64_t end = 0;           // one past the last file byte read
+  uint8_t* dst = nullptr;     // where file byte `start` goes
   uint64_t first_offset = 0;  // the wanted bytes: [first_offset, wanted_end)
   uint64_t wanted_end = 0;
-  bool moves = false;       // a span needs a move: it is read on its own
+  bool moves = false;  // a span needs a move: it is read on its own
 };
 
 // A finished request, its callback run by run_callbacks().

@@ -90,7 +90,9 @@ Status UringBackend::set_fixed_buffer(uint32_t slot, uint8_t* base, uint64_t len
     }
     buffers_registered_ = true;
   }
-  struct iovec iov {base, len};
+  struct iovec iov {
+    base, len
+  };
   int ret = io_uring_register_buffers_update_tag(&ring_, slot, &iov, nullptr, 1);
   if (ret < 0) return Status::FromErrno("io_uring_register_buffers_update", -ret);
   if (ret != 1) return Unavailable("io_uring_register_buffers_update: slot not updated");

@@ -50,8 +50,8 @@ class UringBackend : public IoBackend {
   struct io_uring ring_ {};
   bool ring_ready_ = false;
   int event_fd_ = -1;
-  bool poll_armed_ = false;     // a poll SQE on event_fd_ is queued or in flight
-  std::vector<IoOp> overflow_;  // reads that found the SQ full; go in at the next flush
+  bool poll_armed_ = false;        // a poll SQE on event_fd_ is queued or in flight
+  std::vector<IoOp> overflow_;     // reads that found the SQ full; go in at the next flush
   bool files_registered_ = false;  // the sparse fixed-file table exists
   bool files_refused_ = false;     // the kernel refused it: no fixed files
   bool buffers_registered_ = false;

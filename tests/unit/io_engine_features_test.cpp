@@ -335,8 +335,8 @@ TEST_F(IoEngineFeatures, SpansThatOneReadCannotCoverAreNotMerged) {
   ContiguousSpans moved(m_.file());
   moved.spans[0].data_at = 0;
   moved.spans.pop_back();
-  for (const auto& spans : std::vector<std::vector<ReadSpan>>{
-           {a.span, b.span}, gap.spans, two_files, moved.spans}) {
+  for (const auto& spans :
+       std::vector<std::vector<ReadSpan>>{{a.span, b.span}, gap.spans, two_files, moved.spans}) {
     size_t before = faulty_->issued().size();
     ASSERT_TRUE(read_sync(*engine_, spans).ok());
     EXPECT_EQ(faulty_->issued().size() - before, 2u);

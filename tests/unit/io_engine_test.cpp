@@ -150,10 +150,10 @@ TEST_P(IoEngineModes, WantedBytesEndUpAtDataAtMovedOnlyWhereODirectLandedThemEls
   struct Case {
     uint64_t off, bytes, data_at;
   };
-  std::vector<Case> cases = {{4096 + 96, 5000, 0},           // moves down
-                             {8192 + 3072, 300000, 32},      // down, across many reads
-                             {3 * 4096 + 64, 70000, 4000},   // moves up (overlapping)
-                             {5 * 4096 + 160, 1000, 160}};   // already in place
+  std::vector<Case> cases = {{4096 + 96, 5000, 0},          // moves down
+                             {8192 + 3072, 300000, 32},     // down, across many reads
+                             {3 * 4096 + 64, 70000, 4000},  // moves up (overlapping)
+                             {5 * 4096 + 160, 1000, 160}};  // already in place
   std::vector<std::unique_ptr<SpanBuffer>> bufs;
   std::vector<ReadSpan> spans;
   uint64_t want_moves = 0, want_moved_bytes = 0;
@@ -168,9 +168,9 @@ TEST_P(IoEngineModes, WantedBytesEndUpAtDataAtMovedOnlyWhereODirectLandedThemEls
   Status st = read_sync(*e, spans);
   ASSERT_TRUE(st.ok()) << st.to_string();
   for (size_t i = 0; i < cases.size(); ++i) {
-    EXPECT_EQ(std::memcmp(bufs[i]->buf.ptr + cases[i].data_at, m_.expect(cases[i].off),
-                          cases[i].bytes),
-              0)
+    EXPECT_EQ(
+        std::memcmp(bufs[i]->buf.ptr + cases[i].data_at, m_.expect(cases[i].off), cases[i].bytes),
+        0)
         << "span at " << cases[i].off << " wanted at " << cases[i].data_at;
   }
   EXPECT_EQ(e->stats().moves, want_moves) << "buffered reads go straight to data_at";

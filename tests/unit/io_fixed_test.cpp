@@ -65,7 +65,8 @@ class IoEngineFixed : public ::testing::Test {
   void read_into(uint8_t* region, const ModelFileFixture& m) {
     std::vector<ReadSpan> spans;
     for (uint64_t i = 0; i < 4; ++i) {  // 200000 bytes each, 1 MiB apart
-      spans.push_back(ReadSpan{m.file(), i * 300000 + 96, 200000, region + (i << 20), std::nullopt});
+      spans.push_back(
+          ReadSpan{m.file(), i * 300000 + 96, 200000, region + (i << 20), std::nullopt});
     }
     Status st = read_sync(*engine_, spans);
     ASSERT_TRUE(st.ok()) << st.to_string();
@@ -77,7 +78,7 @@ class IoEngineFixed : public ::testing::Test {
   std::unique_ptr<IoEngine> engine_;
 };
 
-#define MAKE_OR_SKIP(...)                           \
+#define MAKE_OR_SKIP(...)                                          \
   if (!make(__VA_ARGS__) && !skip_.empty()) GTEST_SKIP() << skip_; \
   ASSERT_TRUE(engine_)
 

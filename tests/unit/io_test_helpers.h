@@ -71,7 +71,7 @@ struct SpanBuffer {
 };
 
 inline ReadRequest request_of(std::vector<ReadSpan> spans, ReadPriority prio,
-                       std::function<void(Status)> done) {
+                              std::function<void(Status)> done) {
   ReadRequest r;
   r.spans = std::move(spans);
   r.priority = prio;
@@ -81,7 +81,7 @@ inline ReadRequest request_of(std::vector<ReadSpan> spans, ReadPriority prio,
 
 // Submits and returns a future of the status.
 inline std::future<Status> submit_async(IoEngine& engine, std::vector<ReadSpan> spans,
-                                 ReadPriority prio = ReadPriority::kDemand) {
+                                        ReadPriority prio = ReadPriority::kDemand) {
   auto p = std::make_shared<std::promise<Status>>();
   auto f = p->get_future();
   engine.submit(
