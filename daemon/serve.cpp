@@ -174,7 +174,13 @@ int serve(const DaemonConfig& cfg, const ServeHooks& hooks) {
     writer = std::move(vw).value();
   }
 #endif
-  if (!writer) writer = std::make_unique<HostSlotWriter>((*pool)->base(), io->get());
+  if (!writer) {
+    writer = std::make_unique<HostSlotWriter>((*pool)->base(), io->get());
+    // Reads land straight in the pool: its memory becomes io_uring fixed buffers where the
+    // kernel allows (the engine logs and reads plainly where it refuses).
+    if (Status rb = (*io)->register_buffers({{(*pool)->base(), (*pool)->pool_bytes()}}); !rb.ok())
+      spdlog::info("io: pool not registered as fixed buffers: {}", rb.message());
+  }
   ExpertCache cache(pool->get(), writer.get(), std::move(policy).value());
   cache.set_prefetch_cap(io_opts.prefetch_bytes_in_flight);  // the engine's cap, for every source
   for (const QuotaConfig& q : cfg.quotas) {
