@@ -423,7 +423,12 @@ Result<uint32_t> ExpertCache::prefetch(std::shared_ptr<Model> model, uint32_t la
     for (size_t i = 0; i < experts.size(); ++i) {
       uint32_t e = experts[i];
       if (resident_.count({model->id(), layer, e})) continue;
-      if (prefetch_cap_ && prefetch_loading_bytes_ + layout.stride > prefetch_cap_) break;
+      // The cap bounds prefetch bytes still loading, but one prefetch may always start when
+      // none is loading: an expert larger than the cap (DeepSeek's 24 MB against the
+      // default 16 MiB) would otherwise never be prefetched.
+      if (prefetch_cap_ && prefetch_loading_bytes_ > 0 &&
+          prefetch_loading_bytes_ + layout.stride > prefetch_cap_)
+        break;
       // Not a demand: no on_access; the policy decides whether the hint is worth a slot.
       PolicyKey key{model->id(), layer, e};
       auto slot = allocate_locked(c, model->id(), /*may_steal=*/false, &key,

@@ -125,7 +125,8 @@ class ExpertCache {
   // model's share (never evicts). Counts planned / loaded experts and bytes in the
   // model's counters (warmup_*). Returns how many reads it started.
   Result<uint32_t> warm(std::shared_ptr<Model> model, std::vector<WarmItem> items);
-  // Caps the bytes of prefetch reads (any source) still loading; 0 = no cap.
+  // Caps the bytes of prefetch reads (any source) still loading; 0 = no cap. One prefetch
+  // may start when none is loading, whatever its size.
   void set_prefetch_cap(uint64_t bytes);
 
   // Quotas (see daemon/budget.h), by model name; apply whenever the model is open.

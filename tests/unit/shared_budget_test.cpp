@@ -223,5 +223,17 @@ TEST_F(SharedBudgetTest, PrefetchStopsAtTheCapOnPrefetchBytesStillLoading) {
   EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
 }
 
+// An expert larger than the whole cap is still prefetched, one at a time: with nothing
+// loading, one prefetch may start whatever its size.
+TEST_F(SharedBudgetTest, AnExpertLargerThanThePrefetchCapStillStartsAlone) {
+  start(4 << 20);
+  auto m = open(write_model("big", 1, 64, {256}));
+  cache_->add_session(1);
+  cache_->set_prefetch_cap(m->layouts[0].stride / 2);
+  auto started = cache_->prefetch(m, 0, {0, 1, 2});
+  ASSERT_TRUE(started.ok()) << started.status().to_string();
+  EXPECT_EQ(*started, 1u);
+}
+
 }  // namespace
 }  // namespace moepool
