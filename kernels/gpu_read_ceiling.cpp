@@ -163,14 +163,7 @@ Result<std::unique_ptr<GpuReadCeiling>> GpuReadCeiling::create(const vk::Device&
     return FailedPrecondition("read ceiling: the compute queue of " + device.name() +
                               " has no timestamps");
   }
-  VkPhysicalDeviceSubgroupProperties sg{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
-  VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
-  p2.pNext = &sg;
-  vkGetPhysicalDeviceProperties2(device.physical(), &p2);
-  const VkSubgroupFeatureFlags need =
-      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
-  if (!(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
-      (sg.supportedOperations & need) != need) {
+  if (!device.has_subgroup_arithmetic()) {
     return Unavailable("read ceiling: " + device.name() +
                        " lacks subgroup basic+arithmetic operations in compute shaders");
   }

@@ -534,14 +534,7 @@ Result<double> MoeGpu::Impl::run(const MoeCall& call, std::span<const float> x,
 // ---- MoeGpu ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<MoeGpu>> MoeGpu::create(const vk::Device& device) {
-  VkPhysicalDeviceSubgroupProperties sg{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
-  VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
-  p2.pNext = &sg;
-  vkGetPhysicalDeviceProperties2(device.physical(), &p2);
-  const VkSubgroupFeatureFlags need =
-      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
-  if (!(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
-      (sg.supportedOperations & need) != need) {
+  if (!device.has_subgroup_arithmetic()) {
     return Unavailable("MoeGpu: " + device.name() +
                        " lacks subgroup basic+arithmetic operations in compute shaders");
   }

@@ -144,6 +144,10 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
   dev->vendor_id_ = p2.properties.vendorID;
   dev->limits_ = p2.properties.limits;
   dev->subgroup_size_ = sub.subgroupSize;
+  const VkSubgroupFeatureFlags arith =
+      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+  dev->subgroup_arithmetic_ = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                              (sub.supportedOperations & arith) == arith;
   dev->max_allocation_bytes_ = m3.maxMemoryAllocationSize;
   vkGetPhysicalDeviceMemoryProperties(dev->physical_, &dev->memory_);
 

@@ -82,6 +82,8 @@ class Device {
   // whether its signed 4x8-bit packed dot product is a hardware instruction.
   bool has_int_dot() const { return int_dot_; }
   bool int_dot_accelerated() const { return int_dot_accelerated_; }
+  // Subgroup basic and arithmetic operations in compute shaders (every MoE kernel uses them).
+  bool has_subgroup_arithmetic() const { return subgroup_arithmetic_; }
   // What the int8 decode kernels need (integer dot products).
   bool has_int8_decode() const { return int_dot_; }
   // timestampPeriod (ns per tick) of the compute queue, 0 when it has no timestamps.
@@ -132,6 +134,7 @@ class Device {
   bool timeline_semaphore_ = false;
   bool int_dot_ = false;
   bool int_dot_accelerated_ = false;
+  bool subgroup_arithmetic_ = false;
   double timestamp_period_ns_ = 0;
   // One lock per queue (they may be the same queue: then both point at compute_mutex_).
   mutable std::mutex compute_mutex_;

@@ -13,16 +13,6 @@
 namespace moepool::testing {
 namespace {
 
-// Reads `bytes` bytes of `path` at `offset`.
-std::vector<uint8_t> file_bytes(const std::string& path, uint64_t offset, uint64_t bytes) {
-  std::vector<uint8_t> out(bytes);
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0) << path;
-  EXPECT_EQ(pread(fd, out.data(), bytes, static_cast<off_t>(offset)), static_cast<ssize_t>(bytes));
-  close(fd);
-  return out;
-}
-
 class CorruptDaemon : public DaemonFixture {
  protected:
   // Starts moepoold-corrupt on a model of `synth_args`, inverting byte `at` of the down

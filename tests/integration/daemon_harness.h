@@ -97,6 +97,16 @@ class Process {
   int out_ = -1;
 };
 
+// Reads `bytes` bytes of `path` at `offset` (the test's own view of a model file).
+inline std::vector<uint8_t> file_bytes(const std::string& path, uint64_t offset, uint64_t bytes) {
+  std::vector<uint8_t> out(bytes);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0) << path;
+  EXPECT_EQ(pread(fd, out.data(), bytes, static_cast<off_t>(offset)), static_cast<ssize_t>(bytes));
+  close(fd);
+  return out;
+}
+
 // Runs a command to completion; returns {exit code, stdout}.
 inline std::pair<int, std::string> run(const std::vector<std::string>& argv) {
   Process p(argv);

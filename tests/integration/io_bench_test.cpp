@@ -14,27 +14,14 @@
 #include <sstream>
 #include <string>
 
+#include "tests/shell_run.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs `command` through the shell, capturing stdout and stderr.
-RunResult run_shell(const std::string& command) {
-  RunResult r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using moepool::testing::RunResult;
+using moepool::testing::run_shell;
 
 RunResult run_io(const std::string& args) {
   return run_shell(std::string(MOEPOOL_BIN_DIR) + "/moepool-bench io " + args);

@@ -26,15 +26,6 @@ std::vector<std::string> small_model() {
   return {"--layers", "2", "--experts", "8", "--embd", "256", "--ffn", "512", "--type", "q8_0"};
 }
 
-std::vector<uint8_t> file_bytes(const std::string& path, uint64_t offset, uint64_t bytes) {
-  std::vector<uint8_t> out(bytes);
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0) << path;
-  EXPECT_EQ(pread(fd, out.data(), bytes, static_cast<off_t>(offset)), static_cast<ssize_t>(bytes));
-  close(fd);
-  return out;
-}
-
 // `json` without whitespace (moepoolctl writes no spaces inside strings it checks here).
 std::string squeeze(const std::string& json) {
   std::string out;

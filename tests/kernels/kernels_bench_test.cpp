@@ -17,28 +17,17 @@
 #include <string>
 
 #include "kernels/vk_device.h"
+#include "tests/shell_run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using moepool::testing::RunResult;
 
 // Runs moepool-bench with `args` (a shell-quoted string), capturing its output.
 RunResult run_bench(const std::string& args) {
-  std::string cmd = std::string(MOEPOOL_BIN_DIR) + "/moepool-bench " + args + " 2>&1";
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return moepool::testing::run_shell(std::string(MOEPOOL_BIN_DIR) + "/moepool-bench " + args);
 }
 
 // A temp dir removed at the end of the test.
