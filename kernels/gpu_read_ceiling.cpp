@@ -20,14 +20,6 @@ struct Push {
   uint32_t n_ranges, n_chunks;
 };
 
-void barrier(VkCommandBuffer cmd, VkPipelineStageFlags src, VkAccessFlags src_access,
-             VkPipelineStageFlags dst, VkAccessFlags dst_access) {
-  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  mb.srcAccessMask = src_access;
-  mb.dstAccessMask = dst_access;
-  vkCmdPipelineBarrier(cmd, src, dst, 0, 1, &mb, 0, nullptr, 0, nullptr);
-}
-
 std::string range_name(size_t i) { return "read ceiling: ranges[" + std::to_string(i) + "]"; }
 
 }  // namespace
@@ -105,8 +97,8 @@ Status GpuReadCeiling::Impl::submit_table(uint64_t table_bytes) {
   VkCommandBuffer c = cmd->handle();
   VkBufferCopy region{0, 0, table_bytes};
   vkCmdCopyBuffer(c, staging->handle(), table->handle(), 1, &region);
-  barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
+  vk::memory_barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
   MOEPOOL_RETURN_IF_ERROR(cmd->end());
   return dev.submit_and_wait(c);
 }
@@ -130,12 +122,12 @@ Status GpuReadCeiling::Impl::submit_read(VkDescriptorSet set, const Push& push,
   vkCmdPushConstants(c, pipeline->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof push, &push);
   vkCmdDispatch(c, gx, gy, 1);
   vkCmdWriteTimestamp(c, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries, 1);
-  barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-          VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+  vk::memory_barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
   VkBufferCopy region{0, 0, out_bytes};
   vkCmdCopyBuffer(c, out->handle(), staging->handle(), 1, &region);
-  barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-          VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+  vk::memory_barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
   MOEPOOL_RETURN_IF_ERROR(cmd->end());
   return dev.submit_and_wait(c);
 }

@@ -56,19 +56,10 @@ uint32_t float_bits(float f) {
   return u;
 }
 
-// Makes writes of `src` stages visible to reads/writes of `dst` stages.
-void barrier(VkCommandBuffer cmd, VkPipelineStageFlags src, VkAccessFlags src_access,
-             VkPipelineStageFlags dst, VkAccessFlags dst_access) {
-  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  mb.srcAccessMask = src_access;
-  mb.dstAccessMask = dst_access;
-  vkCmdPipelineBarrier(cmd, src, dst, 0, 1, &mb, 0, nullptr, 0, nullptr);
-}
-
 void compute_to_compute(VkCommandBuffer cmd) {
-  barrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-          VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+  vk::memory_barrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                     VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
 }
 
 }  // namespace
@@ -305,8 +296,8 @@ Status MoeGpu::Impl::record_upload(const MoeCall& call, std::span<const float> x
   MOEPOOL_RETURN_IF_ERROR(copy(kTable, st_table, table_bytes));
   MOEPOOL_RETURN_IF_ERROR(copy(kPairs, st_pairs, pairs_bytes));
   MOEPOOL_RETURN_IF_ERROR(copy(kWeights, st_weights, w_bytes));
-  barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
+  vk::memory_barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
   return Status::Ok();
 }
 
@@ -477,13 +468,13 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
 
 Status MoeGpu::Impl::record_download(const MoeCall& call) {
   VkCommandBuffer c = cmd->handle();
-  barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-          VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+  vk::memory_barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
   const uint64_t out_bytes = uint64_t{call.n_tokens} * call.shape.n_embd * 4;
   VkBufferCopy region{0, st_out, out_bytes};
   vkCmdCopyBuffer(c, bufs[kOut]->handle(), bufs[kStaging]->handle(), 1, &region);
-  barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-          VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+  vk::memory_barrier(c, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
   return Status::Ok();
 }
 

@@ -160,4 +160,9 @@ class CommandBuffer {
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
 };
 
+// Records a global memory barrier: writes (src_access) of the `src` stages become visible
+// to the accesses (dst_access) of the `dst` stages.
+void memory_barrier(VkCommandBuffer cmd, VkPipelineStageFlags src, VkAccessFlags src_access,
+                    VkPipelineStageFlags dst, VkAccessFlags dst_access);
+
 }  // namespace moepool::vk
