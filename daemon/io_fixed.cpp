@@ -15,10 +15,14 @@ FixedResources::FixedResources(IoBackend* backend, bool files, bool buffers)
   buffers_on_ = buffers_on_ && backend_->fixed_buffer_slots() > 0;
 }
 
-void FixedResources::note_file(int fd, bool direct) {
+void FixedResources::note_file(int fd, bool direct, uint64_t file_id) {
   if (!files_on_ || fd < 0) return;
-  struct stat st {};
   auto it = files_.find(fd);
+  if (it != files_.end() && file_id != 0 && it->second.file_id == file_id &&
+      it->second.direct == direct) {
+    return;  // the same open file: no syscall
+  }
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {  // not open: the request fails at its read, plainly
     if (it != files_.end()) {
       free_file_slots_.push_back(it->second.slot);
@@ -27,7 +31,8 @@ void FixedResources::note_file(int fd, bool direct) {
     return;
   }
   if (it != files_.end() && it->second.dev == st.st_dev && it->second.ino == st.st_ino &&
-      it->second.direct == direct) {
+      it->second.direct == direct && (file_id == 0 || it->second.file_id == 0)) {
+    it->second.file_id = file_id;
     return;  // the slot still holds this file
   }
   uint32_t slot;
@@ -60,7 +65,7 @@ void FixedResources::note_file(int fd, bool direct) {
     }
     return;
   }
-  files_[fd] = FileEntry{slot, st.st_dev, st.st_ino, direct, ++files_added_};
+  files_[fd] = FileEntry{slot, st.st_dev, st.st_ino, direct, file_id, ++files_added_};
   files_active_.store(true, std::memory_order_relaxed);
 }
 

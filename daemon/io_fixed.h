@@ -27,9 +27,11 @@ class FixedResources {
 
   // Makes sure fd's fixed-file slot (if it has one) holds the file fd names now, used as
   // `direct` says: a descriptor number closed and reused by another file gets its slot
-  // refreshed (one fstat). Called for each descriptor of a request when it is accepted;
-  // registers fd on first use where a slot is free (else the oldest entry is replaced).
-  void note_file(int fd, bool direct);
+  // refreshed. `file_id` (ModelFile::id) tells the files apart without a syscall; where it
+  // is 0 or differs from the slot's, an fstat decides. Called for each descriptor of a
+  // request when it is accepted; registers fd on first use where a slot is free (else the
+  // oldest entry is replaced).
+  void note_file(int fd, bool direct, uint64_t file_id = 0);
   // The fixed-file slot holding fd, or -1 (read with the plain fd).
   int file_slot(int fd) const;
 
@@ -50,7 +52,8 @@ class FixedResources {
     dev_t dev;
     ino_t ino;
     bool direct;
-    uint64_t added;  // order of registration, to replace the oldest when full
+    uint64_t file_id;  // ModelFile::id when known, else 0
+    uint64_t added;    // order of registration, to replace the oldest when full
   };
   struct Piece {
     uint8_t* base;

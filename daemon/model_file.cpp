@@ -4,13 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 namespace moepool {
 
 Result<ModelFile> open_model_file(const std::string& path) {
+  static std::atomic<uint64_t> next_id{1};
   ModelFile file;
   file.path = path;
+  file.id = next_id.fetch_add(1, std::memory_order_relaxed);
   file.buffered_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (file.buffered_fd < 0) return Status::FromErrno("open " + path, errno);
   struct stat st {};
