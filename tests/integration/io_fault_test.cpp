@@ -94,7 +94,10 @@ class IoFaultTest : public DaemonFixture {
   void start(const std::string& program, const std::string& io_toml,
              std::vector<std::string> flags = {}) {
     const std::string config = (dir_ / "moepoold.toml").string();
-    std::ofstream(config) << io_toml << "\n[prefetch]\npredictor = false\n";
+    // No reads but the test's own: no predictor, and no warm-up (its plan counts the
+    // acquires made since the open, so it could re-read the test's expert in between).
+    std::ofstream(config) << io_toml << "\n[prefetch]\npredictor = false\n"
+                          << "[popularity]\nwarmup = false\n";
     flags.insert(flags.begin(), {"--config", config});
     start_daemon("16M", flags, program);
     model_path_ = synth("m.gguf", small_model());
