@@ -125,6 +125,7 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
   bool ext_fd = has_extension(exts, VK_KHR_EXTERNAL_MEMORY_FD_EXTENSION_NAME);
   bool ext_host = has_extension(exts, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
   bool ext_idot = has_extension(exts, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+  bool ext_exec = has_extension(exts, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
   VkPhysicalDeviceShaderIntegerDotProductProperties idot_props{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES};
   p2.pNext = &idp;
@@ -162,9 +163,15 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   VkPhysicalDeviceShaderIntegerDotProductFeatures fidot{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fexec{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
   f2.pNext = &f11;
   f11.pNext = &f12;
   if (ext_idot) f12.pNext = &fidot;
+  if (ext_exec) {
+    fexec.pNext = f2.pNext;
+    f2.pNext = &fexec;
+  }
   vkGetPhysicalDeviceFeatures2(dev->physical_, &f2);
   VkPhysicalDeviceVulkan12Features want12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
   VkPhysicalDeviceVulkan11Features want11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
@@ -191,6 +198,15 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
     dev->int_dot_ = true;
     dev->int_dot_accelerated_ =
         idot_props.integerDotProduct4x8BitPackedSignedAccelerated == VK_TRUE;
+  }
+  // Register/shared-memory/spill statistics of compiled pipelines (a diagnostic).
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR want_exec{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+  if (ext_exec && fexec.pipelineExecutableInfo) {
+    want_exec.pipelineExecutableInfo = VK_TRUE;
+    want_exec.pNext = want.pNext;
+    want.pNext = &want_exec;
+    dev->pipeline_statistics_ = true;
   }
   dev->float16_ = f12.shaderFloat16;
   dev->storage8_ = f12.storageBuffer8BitAccess;
@@ -233,6 +249,8 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
     dev->external_memory_fd_ = true;
   }
   if (dev->int_dot_) enable.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+  if (dev->pipeline_statistics_)
+    enable.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
   if (ext_host) {
     enable.push_back(VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
     dev->external_memory_host_ = true;
@@ -260,6 +278,16 @@ Result<std::unique_ptr<Device>> Device::open(const DeviceOptions& options) {
     dev->get_memory_host_pointer_properties =
         reinterpret_cast<PFN_vkGetMemoryHostPointerPropertiesEXT>(
             vkGetDeviceProcAddr(dev->device_, "vkGetMemoryHostPointerPropertiesEXT"));
+  }
+  if (dev->pipeline_statistics_) {
+    dev->get_pipeline_executable_properties =
+        reinterpret_cast<PFN_vkGetPipelineExecutablePropertiesKHR>(
+            vkGetDeviceProcAddr(dev->device_, "vkGetPipelineExecutablePropertiesKHR"));
+    dev->get_pipeline_executable_statistics =
+        reinterpret_cast<PFN_vkGetPipelineExecutableStatisticsKHR>(
+            vkGetDeviceProcAddr(dev->device_, "vkGetPipelineExecutableStatisticsKHR"));
+    if (!dev->get_pipeline_executable_properties || !dev->get_pipeline_executable_statistics)
+      dev->pipeline_statistics_ = false;
   }
   return dev;
 }

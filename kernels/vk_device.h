@@ -86,6 +86,9 @@ class Device {
   bool has_subgroup_arithmetic() const { return subgroup_arithmetic_; }
   // What the int8 decode kernels need (integer dot products).
   bool has_int8_decode() const { return int_dot_; }
+  // VK_KHR_pipeline_executable_properties' pipelineExecutableInfo (enabled when present):
+  // pipelines can report the driver's per-executable statistics (registers, spills...).
+  bool has_pipeline_statistics() const { return pipeline_statistics_; }
   // timestampPeriod (ns per tick) of the compute queue, 0 when it has no timestamps.
   double timestamp_period_ns() const { return timestamp_period_ns_; }
 
@@ -99,6 +102,8 @@ class Device {
   PFN_vkGetMemoryFdKHR get_memory_fd = nullptr;
   PFN_vkGetMemoryFdPropertiesKHR get_memory_fd_properties = nullptr;
   PFN_vkGetMemoryHostPointerPropertiesEXT get_memory_host_pointer_properties = nullptr;
+  PFN_vkGetPipelineExecutablePropertiesKHR get_pipeline_executable_properties = nullptr;
+  PFN_vkGetPipelineExecutableStatisticsKHR get_pipeline_executable_statistics = nullptr;
 
   // Submits one command buffer to the compute (or transfer) queue and waits for it on a
   // fence. The queue is locked for the submit.
@@ -135,6 +140,7 @@ class Device {
   bool int_dot_ = false;
   bool int_dot_accelerated_ = false;
   bool subgroup_arithmetic_ = false;
+  bool pipeline_statistics_ = false;
   double timestamp_period_ns_ = 0;
   // One lock per queue (they may be the same queue: then both point at compute_mutex_).
   mutable std::mutex compute_mutex_;

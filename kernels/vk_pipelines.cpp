@@ -1,8 +1,94 @@
 #include "kernels/vk_pipelines.h"
 
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/spirv.h"
 
 namespace moepool::vk {
+
+namespace {
+
+// MOEPOOL_VK_PIPELINE_STATS is set, non-empty and not "0".
+bool statistics_wanted() {
+  const char* env = std::getenv("MOEPOOL_VK_PIPELINE_STATS");
+  return env && *env && std::strcmp(env, "0") != 0;
+}
+
+std::string statistic_value(const VkPipelineExecutableStatisticKHR& st) {
+  char buf[64];
+  switch (st.format) {
+    case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+      return st.value.b32 ? "true" : "false";
+    case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+      std::snprintf(buf, sizeof buf, "%" PRId64, st.value.i64);
+      return buf;
+    case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+      std::snprintf(buf, sizeof buf, "%" PRIu64, st.value.u64);
+      return buf;
+    case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR:
+      std::snprintf(buf, sizeof buf, "%g", st.value.f64);
+      return buf;
+    default:
+      return "?";
+  }
+}
+
+// One line per executable of `pipeline` (created with CAPTURE_STATISTICS):
+// "pipeline <module> [<id>=<value> ...] <executable>: <stat>=<value> ...".
+Result<std::vector<std::string>> executable_statistics(const Device& device, VkPipeline pipeline,
+                                                       const PipelineSpec& spec) {
+  std::string head = "pipeline " + spec.module + " [";
+  for (size_t i = 0; i < spec.spec_constants.size(); ++i) {
+    if (i) head += ' ';
+    head += std::to_string(spec.spec_constants[i].first) + "=" +
+            std::to_string(spec.spec_constants[i].second);
+  }
+  head += "] ";
+  VkDevice dev = device.device();
+  VkPipelineInfoKHR pi{VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR};
+  pi.pipeline = pipeline;
+  uint32_t n = 0;
+  VkResult r = device.get_pipeline_executable_properties(dev, &pi, &n, nullptr);
+  if (r != VK_SUCCESS) return vk_error(spec.module + ": vkGetPipelineExecutablePropertiesKHR", r);
+  std::vector<VkPipelineExecutablePropertiesKHR> execs(
+      n, {VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR});
+  r = device.get_pipeline_executable_properties(dev, &pi, &n, execs.data());
+  if (r != VK_SUCCESS && r != VK_INCOMPLETE)
+    return vk_error(spec.module + ": vkGetPipelineExecutablePropertiesKHR", r);
+  execs.resize(n);
+  std::vector<std::string> lines;
+  for (uint32_t e = 0; e < n; ++e) {
+    VkPipelineExecutableInfoKHR ei{VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR};
+    ei.pipeline = pipeline;
+    ei.executableIndex = e;
+    uint32_t m = 0;
+    r = device.get_pipeline_executable_statistics(dev, &ei, &m, nullptr);
+    if (r != VK_SUCCESS)
+      return vk_error(spec.module + ": vkGetPipelineExecutableStatisticsKHR", r);
+    std::vector<VkPipelineExecutableStatisticKHR> stats(
+        m, {VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR});
+    r = device.get_pipeline_executable_statistics(dev, &ei, &m, stats.data());
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE)
+      return vk_error(spec.module + ": vkGetPipelineExecutableStatisticsKHR", r);
+    stats.resize(m);
+    std::string line = head + execs[e].name + ":";
+    if (execs[e].subgroupSize) line += " subgroup_size=" + std::to_string(execs[e].subgroupSize);
+    for (const auto& st : stats) {
+      std::string name = st.name;
+      for (char& c : name)
+        if (c == ' ') c = '_';
+      line += " " + name + "=" + statistic_value(st);
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<ComputePipeline>> ComputePipeline::create(const Device& device,
                                                                  const PipelineSpec& spec) {
@@ -67,9 +153,32 @@ Result<std::unique_ptr<ComputePipeline>> ComputePipeline::create(const Device& d
   cci.stage.pName = "main";
   cci.stage.pSpecializationInfo = entries.empty() ? nullptr : &si;
   cci.layout = p->layout_;
+  bool capture = statistics_wanted();
+  if (capture && !device.has_pipeline_statistics()) {
+    capture = false;
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      std::fprintf(stderr,
+                   "MOEPOOL_VK_PIPELINE_STATS: %s lacks VK_KHR_pipeline_executable_properties; "
+                   "no pipeline statistics\n",
+                   device.name().c_str());
+    }
+  }
+  if (capture) cci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
   r = vkCreateComputePipelines(dev, VK_NULL_HANDLE, 1, &cci, nullptr, &p->pipeline_);
   vkDestroyShaderModule(dev, module, nullptr);
   if (r != VK_SUCCESS) return vk_error(spec.module + ": vkCreateComputePipelines", r);
+  if (capture) {
+    // A diagnostic: a failure to read the statistics is printed, never fails the pipeline.
+    auto lines = executable_statistics(device, p->pipeline_, spec);
+    if (!lines.ok()) {
+      std::fprintf(stderr, "pipeline %s: no statistics: %s\n", spec.module.c_str(),
+                   lines.status().message().c_str());
+    } else {
+      p->statistics_ = std::move(*lines);
+      for (const std::string& line : p->statistics_) std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  }
   return p;
 }
 

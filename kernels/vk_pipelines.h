@@ -2,6 +2,10 @@
 // one descriptor-set layout per kernel (set 0, every binding a storage buffer or an array of
 // them), push constants, and specialization constants (workgroup size, rows, tile) so the
 // launch shape is tuned without recompiling.
+// Diagnostic: with MOEPOOL_VK_PIPELINE_STATS set (non-empty, not "0") on a device with
+// VK_KHR_pipeline_executable_properties, each pipeline is created with the driver's statistics
+// captured (registers, shared memory, spills...) and prints them to stderr, one line per
+// executable.
 // Thread safety: creation from any thread; a pipeline is immutable afterwards.
 #pragma once
 
@@ -38,6 +42,10 @@ class ComputePipeline {
   VkPipelineLayout layout() const { return layout_; }
   VkDescriptorSetLayout set_layout() const { return set_layout_; }
   const PipelineSpec& spec() const { return spec_; }
+  // The lines printed for MOEPOOL_VK_PIPELINE_STATS, one per executable:
+  // "pipeline <module> [<id>=<value> ...] <executable>: <stat>=<value> ..." (spaces in stat
+  // names become '_'). Empty when statistics were not captured.
+  const std::vector<std::string>& statistics() const { return statistics_; }
 
  private:
   explicit ComputePipeline(const Device& d) : device_(d) {}
@@ -46,6 +54,7 @@ class ComputePipeline {
   VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   VkPipeline pipeline_ = VK_NULL_HANDLE;
+  std::vector<std::string> statistics_;
 };
 
 }  // namespace moepool::vk
