@@ -391,7 +391,8 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
     const DecodePush push{s.n_embd, s.n_ff, s.top_k, call.n_tokens,
                           static_cast<uint32_t>(2 * h_blocks)};
     steps.push_back({*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, rows_gu), call.n_pairs});
-    steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, rows_dn), 1});
+    steps.push_back(
+        {*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, rows_dn), call.n_tokens});
   } else {
     auto partial = scratch(kPartial, uint64_t{call.n_pairs} * s.n_embd * 4);
     if (!partial.ok()) return partial.status();

@@ -1,6 +1,8 @@
 // variants: Q4_K Q8_0 F16 Q4_K_I8
-// Decode, second half: for each of the workgroup's ROWS rows r of n_embd and each token t,
-// out[t][r] = sum over k of w[t][k] * (down_e[r] . h[t * top_k + k]).
+// Decode, second half: for each of workgroup (x, y)'s ROWS rows r of n_embd and token t = y,
+// out[t][r] = sum over k of w[t][k] * (down_e[r] . h[t * top_k + k]). One workgroup per
+// token and row block, not one walking every token: with a few tokens that fills the GPU
+// instead of leaving each subgroup a chain of n_tokens walks (H100: bench/kernels/RESULTS.md).
 // One subgroup per NR rows at a time (each h value loaded serves NR rows). The lanes walk
 // the token's top_k * units (pair, unit) steps as one flat range (no serial loop over k
 // with a short unit loop inside), each lane keeping its share of the weighted sum; one
@@ -43,35 +45,34 @@ void main() {
   const uint k0 = lane / units, u0 = lane % units;
   const uint dk = sg / units, du = sg % units;
   const UnitSel lane_sel = unit_sel(lane);
+  const uint t = gl_WorkGroupID.y;
   for (uint r0 = gl_WorkGroupID.x * ROWS + gl_SubgroupID * NR; r0 < row_end;
        r0 += gl_NumSubgroups * NR) {
     uint rr[NR];
     [[unroll]] for (uint j = 0u; j < NR; ++j) rr[j] = min(r0 + j, row_end - 1u) * rb;
-    for (uint t = 0u; t < pc.n_tokens; ++t) {
-      float acc[NR];
-      [[unroll]] for (uint j = 0u; j < NR; ++j) acc[j] = 0.0;
-      uint k = k0, u = u0;
-      while (k < pc.top_k) {
-        const uint p = t * pc.top_k + k;
-        const float w = uintBitsToFloat(pairs[8u * p + 1u]);
-        const uint ds = pairs[8u * p + 6u], dof = pairs[8u * p + 7u];
-        const UnitSel sel = SG8 ? lane_sel : unit_sel(u);
-        const UnitAct a = unit_act(p * pc.n_ff, u);
-        [[unroll]] for (uint j = 0u; j < NR; ++j) {
-          // clamped rows: computed, not written
-          acc[j] += w * unit_dot(unit_load(ds, dof + rr[j], u), sel, a);
-        }
-        u += du;
-        k += dk;
-        if (u >= units) {
-          u -= units;
-          ++k;
-        }
-      }
+    float acc[NR];
+    [[unroll]] for (uint j = 0u; j < NR; ++j) acc[j] = 0.0;
+    uint k = k0, u = u0;
+    while (k < pc.top_k) {
+      const uint p = t * pc.top_k + k;
+      const float w = uintBitsToFloat(pairs[8u * p + 1u]);
+      const uint ds = pairs[8u * p + 6u], dof = pairs[8u * p + 7u];
+      const UnitSel sel = SG8 ? lane_sel : unit_sel(u);
+      const UnitAct a = unit_act(p * pc.n_ff, u);
       [[unroll]] for (uint j = 0u; j < NR; ++j) {
-        const float s = subgroupAdd(acc[j]);
-        if (subgroupElect() && r0 + j < row_end) o[t * pc.n_embd + r0 + j] = s;
+        // clamped rows: computed, not written
+        acc[j] += w * unit_dot(unit_load(ds, dof + rr[j], u), sel, a);
       }
+      u += du;
+      k += dk;
+      if (u >= units) {
+        u -= units;
+        ++k;
+      }
+    }
+    [[unroll]] for (uint j = 0u; j < NR; ++j) {
+      const float s = subgroupAdd(acc[j]);
+      if (subgroupElect() && r0 + j < row_end) o[t * pc.n_embd + r0 + j] = s;
     }
   }
 }
