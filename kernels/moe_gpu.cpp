@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/act_q8.h"
 #include "kernels/expert_groups.h"
 #include "kernels/moe_gpu_check.h"
 #include "kernels/vk_buffer.h"
@@ -26,19 +27,29 @@ constexpr uint32_t kMaxSteps = 8;  // dispatches per call: decode 2, prefill <= 
 
 struct DecodePush {
   uint32_t n_embd, n_ff, top_k, n_tokens;
-  uint32_t act_meta;  // int8 kernels: uvec4 index where the activations' meta starts
+  uint32_t act_meta;  // int8 kernels: uvec4 index where h's meta starts (in HQ)
+  uint32_t x_meta;    // int8 gate+up: uvec4 index where x's meta starts (in the act buffer)
 };
 constexpr uint64_t kQ8BlockBytes = 48;  // int8 activations: 32 values + (d, half sums, 0)
 // Default rows per workgroup of the int8 gate+up kernel: a block of h, which it quantizes.
 constexpr uint32_t kInt8Rows = 32;
-constexpr uint32_t kSpecXq16 = 8;  // int8 gate+up: n_embd / 16 (its shared x)
+constexpr uint32_t kSpecXq16 = 8;     // int8 gate+up: n_embd / 16 (x[t]'s quants in uvec4s)
+constexpr uint32_t kSpecXShared = 9;  // int8 gate+up: copy x[t] into shared memory first
+// Default of MoeGpuTuning::decode_x_shared, measured on the H100.
+constexpr bool kDefaultXShared = true;
 // Default decode workgroups (threads), measured best on the H100 (bench/kernels/RESULTS.md).
 constexpr uint32_t kF32Workgroup = 128, kInt8Workgroup = 256;
 
-// Shared memory of the int8 gate+up kernel: x quantized (n_embd bytes + 16 per block of
-// 32) and `rows` floats of h.
-uint64_t int8_shared_bytes(uint32_t n_embd, uint32_t rows) {
-  return uint64_t{n_embd} + uint64_t{n_embd} / 32 * 16 + uint64_t{rows} * 4;
+// Shared memory of the int8 gate+up kernel: `rows` floats of h and, with x_shared, x[t]
+// quantized (n_embd bytes + 16 per block of 32).
+uint64_t int8_shared_bytes(uint32_t n_embd, uint32_t rows, bool x_shared) {
+  return (x_shared ? uint64_t{n_embd} + uint64_t{n_embd} / 32 * 16 : 0) + uint64_t{rows} * 4;
+}
+
+// Rows per workgroup of the int8 gate+up kernel: decode_rows when a multiple of 32, else 32
+// (its workgroups hold whole blocks of h, which they quantize).
+uint32_t int8_rows(const MoeGpuTuning& t) {
+  return t.decode_rows && t.decode_rows % 32 == 0 ? t.decode_rows : kInt8Rows;
 }
 struct PrefillPush {
   uint32_t n_embd, n_ff, top_k, tile_base;
@@ -75,6 +86,8 @@ struct MoeCall {
   uint32_t width_tiles[std::size(kPrefillTiles)] = {};
   bool gate_up_aligned = false;  // every gate/up (down) row starts 16-byte aligned
   bool down_aligned = false;
+  bool int8 = false;            // decode: the int8 kernels (x uploaded quantized)
+  bool x_shared = false;        // int8 decode: gate+up copies x[t] into shared memory
   std::vector<uint32_t> table;  // decode: per pair; prefill: per tile (kTableWords each)
   std::vector<uint32_t> pairs;  // prefill: sorted (token, k)
 };
@@ -99,7 +112,8 @@ struct MoeGpu::Impl {
   MoeGpuTuning tuning;  // resolved but the decode launch shape (0: record_work's defaults)
   std::map<std::string, std::unique_ptr<vk::ComputePipeline>> pipelines;
   std::unique_ptr<vk::Buffer> bufs[kSlotCount];
-  std::vector<double> step_seconds;  // of the last timed call
+  std::vector<double> step_seconds;     // of the last timed call
+  std::vector<std::string> dispatches;  // of the last call: pipeline_key of each step
   uint32_t timed_steps = 0;
   // Staging layout of the current call.
   uint64_t st_x = 0, st_table = 0, st_pairs = 0, st_weights = 0, st_out = 0;
@@ -121,10 +135,16 @@ struct MoeGpu::Impl {
                      std::span<float> out, uint32_t repeats, bool timed);
 };
 
-Result<vk::ComputePipeline*> MoeGpu::Impl::pipeline(const vk::PipelineSpec& spec) {
+// "module/id=value/...": a pipeline's cache key and its name in last_dispatches().
+std::string pipeline_key(const vk::PipelineSpec& spec) {
   std::string key = spec.module;
   for (const auto& [id, v] : spec.spec_constants)
     key += "/" + std::to_string(id) + "=" + std::to_string(v);
+  return key;
+}
+
+Result<vk::ComputePipeline*> MoeGpu::Impl::pipeline(const vk::PipelineSpec& spec) {
+  const std::string key = pipeline_key(spec);
   auto it = pipelines.find(key);
   if (it != pipelines.end()) return it->second.get();
   auto p = vk::ComputePipeline::create(dev, spec);
@@ -224,6 +244,20 @@ Result<MoeCall> MoeGpu::Impl::prepare(const char* fn, const MoeGpuShape& shape,
     call.down_aligned = dn;
   }
   call.n_pairs = call.n_tokens * shape.top_k;
+  if (!prefill) {
+    // int8 activations (see MoeGpuActivations): all three projections Q4_K and the gate+up
+    // kernel's shared memory fits.
+    const uint64_t limit = dev.limits().maxComputeSharedMemorySize;
+    const bool all_q4k = shape.gate_up_type == GgmlType::Q4_K && shape.down_type == GgmlType::Q4_K;
+    call.x_shared = tuning.decode_x_shared == MoeGpuSwitch::kDefault
+                        ? kDefaultXShared
+                        : tuning.decode_x_shared == MoeGpuSwitch::kOn;
+    if (int8_shared_bytes(shape.n_embd, int8_rows(tuning), call.x_shared) > limit) {
+      call.x_shared = false;
+    }
+    call.int8 = tuning.decode_activations == MoeGpuActivations::kInt8 && all_q4k &&
+                int8_shared_bytes(shape.n_embd, int8_rows(tuning), call.x_shared) <= limit;
+  }
   auto put = [](std::vector<uint32_t>& t, const ExpertLocation& e) {
     t.push_back(e.gate.segment);
     t.push_back(static_cast<uint32_t>(e.gate.offset));
@@ -268,17 +302,24 @@ Result<MoeCall> MoeGpu::Impl::prepare(const char* fn, const MoeGpuShape& shape,
 
 Status MoeGpu::Impl::record_upload(const MoeCall& call, std::span<const float> x,
                                    std::span<const float> weights) {
-  const uint64_t x_bytes = x.size_bytes(), table_bytes = call.table.size() * 4,
-                 pairs_bytes = call.pairs.size() * 4, w_bytes = weights.size_bytes();
+  // The int8 kernels take x quantized (kernels/act_q8.h): its blocks' quants, then their meta.
+  const uint64_t x_bytes = call.int8 ? x.size() + x.size() / 32 * 16 : x.size_bytes(),
+                 table_bytes = call.table.size() * 4, pairs_bytes = call.pairs.size() * 4,
+                 w_bytes = weights.size_bytes();
   st_x = 0;
   st_table = align16(st_x + x_bytes);
   st_pairs = align16(st_table + table_bytes);
   st_weights = align16(st_pairs + pairs_bytes);
   st_out = align16(st_weights + w_bytes);
-  auto staging = scratch(kStaging, st_out + x_bytes);
+  auto staging = scratch(kStaging, st_out + x.size_bytes());
   if (!staging.ok()) return staging.status();
   auto* base = static_cast<uint8_t*>((*staging)->mapped());
-  std::memcpy(base + st_x, x.data(), x_bytes);
+  if (call.int8) {
+    quantize_q8_rows(x, {base + st_x, x.size()},
+                     {reinterpret_cast<float*>(base + st_x + x.size()), x.size() / 32 * 4});
+  } else {
+    std::memcpy(base + st_x, x.data(), x_bytes);
+  }
   std::memcpy(base + st_table, call.table.data(), table_bytes);
   if (pairs_bytes) std::memcpy(base + st_pairs, call.pairs.data(), pairs_bytes);
   std::memcpy(base + st_weights, weights.data(), w_bytes);
@@ -330,15 +371,11 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
 
   const uint32_t sg8 = dev.subgroup_size() % 8 == 0 ? 1 : 0;
   if (call.tile == 0) {
-    // int8 activations (see MoeGpuActivations; all three projections Q4_K): the int8 gate+up
-    // kernel quantizes x itself and writes h quantized for the int8 down kernel. Its
-    // workgroups hold whole blocks of h: 32 rows, or decode_rows when a multiple of 32.
-    const uint32_t rows_i8 =
-        tuning.decode_rows && tuning.decode_rows % 32 == 0 ? tuning.decode_rows : kInt8Rows;
-    const bool int8 = tuning.decode_activations == MoeGpuActivations::kInt8 &&
-                      s.gate_up_type == GgmlType::Q4_K && s.down_type == GgmlType::Q4_K &&
-                      int8_shared_bytes(s.n_embd, rows_i8) <=
-                          dev.limits().maxComputeSharedMemorySize;
+    // int8 activations (prepare() decided, see MoeGpuActivations): x was uploaded quantized;
+    // the int8 gate+up kernel writes h quantized for the int8 down kernel. Its workgroups
+    // hold whole blocks of h: 32 rows, or decode_rows when a multiple of 32.
+    const uint32_t rows_i8 = int8_rows(tuning);
+    const bool int8 = call.int8;
     // Launch shape: the tuning's, or the defaults measured best on the H100 for each path.
     const uint32_t wg = tuning.decode_workgroup ? tuning.decode_workgroup
                         : int8 ? std::min(kInt8Workgroup, dev.limits().maxComputeWorkGroupSize[0])
@@ -350,7 +387,7 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
                                 : tuning.decode_rows_at_once    ? tuning.decode_rows_at_once
                                                                 : 2u;
     const uint32_t subgroups = std::max(1u, wg / std::max(1u, dev.subgroup_size()));
-    const uint32_t rows_gu = int8 ? rows_i8
+    const uint32_t rows_gu = int8                 ? rows_i8
                              : tuning.decode_rows ? tuning.decode_rows
                                                   : subgroups * at_once_gu;
     const uint32_t rows_dn = tuning.decode_rows ? tuning.decode_rows : subgroups * at_once_dn;
@@ -366,7 +403,10 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
       return std::string(stem) + moe_gpu_variant(type) + (int8 ? "_i8" : "");
     };
     auto spec_gu = sc(rows_gu, at_once_gu, call.gate_up_aligned);
-    if (int8) spec_gu.push_back({kSpecXq16, s.n_embd / 16});
+    if (int8) {
+      spec_gu.push_back({kSpecXq16, s.n_embd / 16});
+      spec_gu.push_back({kSpecXShared, call.x_shared ? 1u : 0u});
+    }
     auto gu = pipeline({module("moe_decode_gate_up_", s.gate_up_type),
                         {nseg, 1, 1, 1},
                         sizeof(DecodePush),
@@ -388,11 +428,14 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
     if (!set_gu.ok()) return set_gu.status();
     auto set_dn = make_set(**dn, true, {table, hbuf, *out});
     if (!set_dn.ok()) return set_dn.status();
-    const DecodePush push{s.n_embd, s.n_ff, s.top_k, call.n_tokens,
-                          static_cast<uint32_t>(2 * h_blocks)};
+    const DecodePush push{s.n_embd,
+                          s.n_ff,
+                          s.top_k,
+                          call.n_tokens,
+                          static_cast<uint32_t>(2 * h_blocks),
+                          static_cast<uint32_t>(uint64_t{call.n_tokens} * s.n_embd / 16)};
     steps.push_back({*gu, *set_gu, push_bytes(push), ceil_div(s.n_ff, rows_gu), call.n_pairs});
-    steps.push_back(
-        {*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, rows_dn), call.n_tokens});
+    steps.push_back({*dn, *set_dn, push_bytes(push), ceil_div(s.n_embd, rows_dn), call.n_tokens});
   } else {
     auto partial = scratch(kPartial, uint64_t{call.n_pairs} * s.n_embd * 4);
     if (!partial.ok()) return partial.status();
@@ -439,6 +482,8 @@ Status MoeGpu::Impl::record_work(const MoeCall& call, uint32_t repeats, bool tim
         {*red, *set_red, push_bytes(rpush), ceil_div(s.n_embd, kReduceThreads), call.n_tokens});
   }
 
+  dispatches.clear();
+  for (const Step& st : steps) dispatches.push_back(pipeline_key(st.p->spec()));
   if (timed) {
     vkCmdResetQueryPool(c, queries, 0, 3 + kMaxSteps);
     vkCmdWriteTimestamp(c, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queries, 0);
@@ -563,6 +608,8 @@ uint32_t MoeGpu::max_segments() const { return impl_->seg_slots; }
 
 const std::vector<double>& MoeGpu::last_step_seconds() const { return impl_->step_seconds; }
 
+const std::vector<std::string>& MoeGpu::last_dispatches() const { return impl_->dispatches; }
+
 Status MoeGpu::bind_segments(std::span<const VkBuffer> buffers, std::span<const uint64_t> bytes) {
   if (buffers.size() != bytes.size()) {
     return InvalidArgument("bind_segments: " + std::to_string(buffers.size()) + " buffers but " +
@@ -608,9 +655,10 @@ Status MoeGpu::set_tuning(const MoeGpuTuning& t) {
   }
   const bool int8_ok = impl_->dev.has_int8_decode();
   if (r.decode_activations == MoeGpuActivations::kInt8 && !int8_ok) {
-    return FailedPrecondition("set_tuning: int8 decode activations need shaderIntegerDotProduct "
-                              "(VK_KHR_shader_integer_dot_product), which " +
-                              impl_->dev.name() + " lacks");
+    return FailedPrecondition(
+        "set_tuning: int8 decode activations need shaderIntegerDotProduct "
+        "(VK_KHR_shader_integer_dot_product), which " +
+        impl_->dev.name() + " lacks");
   }
   if (r.decode_activations == MoeGpuActivations::kDefault) {
     r.decode_activations = int8_ok ? MoeGpuActivations::kInt8 : MoeGpuActivations::kF32;

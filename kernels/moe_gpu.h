@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/ggml_types.h"
@@ -47,13 +48,17 @@ struct MoeGpuShape {
 // all Q4_K; any other layer, and prefill, use F32 activations):
 //  kF32: the F32 activations as given (matches the F32 reference to ~1e-12 NMSE).
 //  kInt8: x, and h before down, quantized to int8 in blocks of 32 (scale max|v| / 127, as
-//    ggml's Q8_1) by the gate+up kernel itself, multiplied with 4x8-bit integer dot
-//    products: far less work per weight. The result is moe_ffn_reference(...,
-//    int8_activations = true)'s to ~1e-14; against the F32 reference it carries the
-//    quantization error (NMSE ~1e-5 with x uniform in [-1, 1]). Needs Device::has_int8_decode()
-//    (shaderIntegerDotProduct) and n_embd / 32 * 48 bytes of shared memory (x, quantized).
+//    ggml's Q8_1; x on the host as it is uploaded, h by the gate+up kernel), multiplied
+//    with 4x8-bit integer dot products: far less work per weight. The result is
+//    moe_ffn_reference(..., int8_activations = true)'s to ~1e-14; against the F32 reference
+//    it carries the quantization error (NMSE ~1e-5 with x uniform in [-1, 1]). Needs
+//    Device::has_int8_decode() (shaderIntegerDotProduct) and, with decode_x_shared, n_embd /
+//    32 * 48 bytes of shared memory (x[t], quantized).
 //  kDefault: kInt8 where it can run, else kF32.
 enum class MoeGpuActivations : uint32_t { kDefault = 0, kF32 = 1, kInt8 = 2 };
+
+// A kernel option the tuning may force: kDefault is what the kernels pick for the device.
+enum class MoeGpuSwitch : uint32_t { kDefault = 0, kOff = 1, kOn = 2 };
 
 // Launch parameters, fed to the kernels as specialization constants (no recompile):
 // the bench tunes them on the target GPU. 0 = the default for the device.
@@ -74,6 +79,9 @@ struct MoeGpuTuning {
   uint32_t prefill_wide_rows = 0;
   // Activations of the Q4_K decode kernels (see MoeGpuActivations).
   MoeGpuActivations decode_activations = MoeGpuActivations::kDefault;
+  // The int8 gate+up kernel copies x[t] (uploaded quantized) into shared memory before its
+  // rows (kOn) or reads it from global memory at every step (kOff).
+  MoeGpuSwitch decode_x_shared = MoeGpuSwitch::kDefault;
 };
 
 // Decode takes at most this many tokens per call (the kernel keeps a sum per token).
@@ -134,6 +142,10 @@ class MoeGpu {
   // GPU seconds of each dispatch of the last timed call's last repeat, in order (decode:
   // gate+up, down; prefill: gate+up and down per tile width, then the reduce). For tuning.
   const std::vector<double>& last_step_seconds() const;
+
+  // The last call's dispatches, in order, each as "module/id=value/..." (the embedded module
+  // and its specialization constants, ids as in kernels/shaders): which kernels ran, and how.
+  const std::vector<std::string>& last_dispatches() const;
 
  private:
   struct Impl;

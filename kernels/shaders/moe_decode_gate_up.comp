@@ -3,9 +3,11 @@
 // workgroup's ROWS rows r of n_ff, h[pair][r] = silu(gate_e[r] . x[t]) * (up_e[r] . x[t]).
 // One subgroup per NR rows at a time: its lanes split the rows' units (16-byte loads of
 // quant data, consecutive lanes on consecutive bytes), then subgroupAdd.
-// Q4_K_I8 (int8 activations, moe_act_i8.glsl): the workgroup first quantizes x[t] into
-// shared memory, and at the end quantizes its ROWS (a multiple of 32) values of h into the
-// int8 blocks the down kernel reads, so no separate dispatch quantizes anything.
+// Q4_K_I8 (int8 activations, moe_act_i8.glsl): x comes quantized by the host (MoeGpu, with
+// kernels/act_q8.h) and is read from there or from a copy in shared memory (XSH); at the end
+// the workgroup quantizes its ROWS (a multiple of 32) values of h into the int8 blocks the
+// down kernel reads, so no separate dispatch quantizes anything. (Each workgroup quantizing
+// x itself cost 2 us of a 92 us call for one DeepSeek token and 10 of 326 for four.)
 #version 450
 #include "moe_weights.glsl"
 
@@ -19,7 +21,6 @@ layout(constant_id = 5) const uint NR = 2;
 // Per pair (t * top_k + k), 8 words: token, router weight bits, gate seg, gate byte offset,
 // up seg, up offset, down seg, down offset.
 layout(set = 0, binding = 1) readonly buffer Pairs { uint pairs[]; };
-layout(set = 0, binding = 2) readonly buffer X { vec4 xv[]; };  // [n_tokens][n_embd]
 
 layout(push_constant) uniform Push {
   uint n_embd;
@@ -27,18 +28,25 @@ layout(push_constant) uniform Push {
   uint top_k;
   uint n_tokens;
   uint act_meta;  // ACT_I8: uvec4 index of h's meta in HQ (2 * its blocks)
+  uint x_meta;    // ACT_I8: uvec4 index of x's meta in XQ
 } pc;
 
 #if defined(ACT_I8)
+// x quantized by the host: [n_tokens][n_embd] in moe_act_i8.glsl's blocks, meta from x_meta.
+layout(set = 0, binding = 2) readonly buffer XQ { uvec4 xq[]; };
 // h quantized: [n_pairs][n_ff] in moe_act_i8.glsl's blocks, meta from act_meta on.
 layout(set = 0, binding = 3) writeonly buffer HQ { uvec4 hq[]; };
-layout(constant_id = 8) const uint XQ16 = 1;  // n_embd / 16: x[t] quantized, in uvec4s
-shared uvec4 sxq[XQ16];
-shared vec4 sxm[XQ16 / 2u];
+// XSH: the workgroup copies x[t]'s blocks into shared memory first (XQ16 = n_embd / 16
+// uvec4s of quants); else every step reads them from XQ (through L1).
+layout(constant_id = 8) const uint XQ16 = 1;
+layout(constant_id = 9) const bool XSH = false;
+shared uvec4 sxq[XSH ? XQ16 : 1u];
+shared vec4 sxm[XSH ? XQ16 / 2u : 1u];
 shared float sh[ROWS];
-uvec4 load_aq(uint i) { return sxq[i]; }
-vec4 load_am(uint b) { return sxm[b]; }
+uvec4 load_aq(uint i) { return XSH ? sxq[i] : xq[i]; }
+vec4 load_am(uint b) { return XSH ? sxm[b] : uintBitsToFloat(xq[pc.x_meta + b]); }
 #else
+layout(set = 0, binding = 2) readonly buffer X { vec4 xv[]; };  // [n_tokens][n_embd]
 layout(set = 0, binding = 3) writeonly buffer H { float h[]; };  // [n_pairs][n_ff]
 vec4 load_xv(uint i) { return xv[i]; }
 #endif
@@ -57,14 +65,16 @@ void main() {
   const uint row_end = min(row0 + ROWS, pc.n_ff);
   const UnitSel lane_sel = unit_sel(lane);
 #if defined(ACT_I8)
-  // x[t] into shared memory, one invocation per block of 32.
-  for (uint b = gl_LocalInvocationIndex; b < pc.n_embd / 32u; b += gl_WorkGroupSize.x) {
-    vec4 v[8];
-    [[unroll]] for (uint m = 0u; m < 8u; ++m) v[m] = xv[(token * pc.n_embd >> 2) + 8u * b + m];
-    quantize_block(v, sxq[2u * b], sxq[2u * b + 1u], sxm[b]);
+  uint x0 = token * pc.n_embd;
+  if (XSH) {  // x[t]'s blocks into shared memory
+    const uint q0 = x0 / 16u, m0 = pc.x_meta + x0 / 32u;
+    for (uint i = gl_LocalInvocationIndex; i < XQ16; i += gl_WorkGroupSize.x) {
+      sxq[i] = xq[q0 + i];
+      if (i < XQ16 / 2u) sxm[i] = uintBitsToFloat(xq[m0 + i]);
+    }
+    barrier();
+    x0 = 0u;  // x[t] is all that shared memory holds
   }
-  barrier();
-  const uint x0 = 0u;  // x[t] is all that shared memory holds
 #else
   const uint x0 = token * pc.n_embd;
 #endif

@@ -385,6 +385,36 @@ TEST_F(MoeGpuTest, Q4KTuningDoesNotChangeTheResult) {
   ASSERT_TRUE(gpu_->set_tuning({}).ok());
 }
 
+// The int8 gate+up kernel reading x (uploaded quantized) from a copy in shared memory or
+// from global memory at every step computes the same sums in the same order.
+TEST_F(MoeGpuTest, SharedXGivesTheSameBits) {
+  if (!device_->has_int8_decode()) GTEST_SKIP() << "no int8 decode";
+  auto l = layer(GgmlType::Q4_K, GgmlType::Q4_K, 15);
+  ASSERT_TRUE(l);
+  for (uint32_t n : {1u, 3u, 8u}) {
+    Routing r = make_routing(n, false, 150 + n);
+    std::vector<float> via[2];
+    for (int shared = 0; shared < 2; ++shared) {
+      const std::string what = std::to_string(n) + " tokens" + (shared ? " shared x" : "");
+      ASSERT_TRUE(
+          gpu_->set_tuning({.decode_activations = MoeGpuActivations::kInt8,
+                            .decode_x_shared = shared ? MoeGpuSwitch::kOn : MoeGpuSwitch::kOff})
+              .ok());
+      check_decode(*l, r, MoeGpuActivations::kInt8, what);
+      via[shared].assign(r.x.size(), NAN);
+      ASSERT_TRUE(gpu_->decode(l->shape, l->locs, r.x, r.ids, r.weights, via[shared]).ok());
+      const std::vector<std::string>& ran = gpu_->last_dispatches();
+      ASSERT_EQ(ran.size(), 2u);
+      // Specialization constant 9 of the gate+up kernel: x in shared memory.
+      EXPECT_NE((ran[0] + "/").find(shared ? "/9=1/" : "/9=0/"), std::string::npos)
+          << what << ": " << ran[0];
+    }
+    EXPECT_EQ(std::memcmp(via[0].data(), via[1].data(), via[0].size() * sizeof(float)), 0)
+        << n << " tokens";
+  }
+  ASSERT_TRUE(gpu_->set_tuning({}).ok());
+}
+
 TEST_F(MoeGpuTest, TimedRunsGiveTheSameResult) {
   if (device_->timestamp_period_ns() <= 0) GTEST_SKIP() << "queue has no timestamps";
   auto l = layer(GgmlType::Q4_K, GgmlType::Q4_K, 8);

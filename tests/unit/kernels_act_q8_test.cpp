@@ -1,14 +1,15 @@
-// round_to_q8_blocks (kernels/act_q8.h): the CPU model of the int8 decode kernels'
-// activation quantization, which the int8 reference (moe_ffn_reference's int8_activations)
-// relies on to reproduce those kernels to ~1e-14.
-#include "kernels/act_q8.h"
-
+// kernels/act_q8.h: the int8 decode kernels' activation quantization on the CPU. MoeGpu
+// uploads x quantized by quantize_q8_rows; the int8 reference (moe_ffn_reference's
+// int8_activations) rounds with round_to_q8_blocks; both must agree to the bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
+
+#include "kernels/act_q8.h"
 
 namespace moepool::kernels {
 namespace {
@@ -22,7 +23,8 @@ TEST(KernelsActQ8, BlocksBecomeMultiplesOfTheirScaleWithinHalfAStep) {
   round_to_q8_blocks(v);
   for (size_t b = 0; b < 96; b += 32) {
     double amax = 0;
-    for (size_t i = b; i < b + 32; ++i) amax = std::max(amax, static_cast<double>(std::fabs(static_cast<float>(orig[i]))));
+    for (size_t i = b; i < b + 32; ++i)
+      amax = std::max(amax, static_cast<double>(std::fabs(static_cast<float>(orig[i]))));
     const double d = static_cast<float>(amax) / 127.0f;
     for (size_t i = b; i < b + 32; ++i) {
       const double q = v[i] / d;
@@ -43,6 +45,43 @@ TEST(KernelsActQ8, TheLargestValueIsKeptAndZerosStayZero) {
   round_to_q8_blocks(v);
   EXPECT_NEAR(v[7], -3.0, 1e-6);  // q = -127: d * -127 = -amax up to float rounding
   EXPECT_EQ(v[10], 0.0);          // 0.0 rounds to 0
+}
+
+// What MoeGpu uploads (quants of every block, then every block's meta) is what the reference
+// rounds to: d * q equals round_to_q8_blocks' value exactly, and the meta's half sums are
+// d times the sums of the quants.
+TEST(KernelsActQ8, RowsQuantizeToWhatTheReferenceRoundsTo) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> ud(-4.0f, 4.0f);
+  const size_t n_blocks = 7;
+  std::vector<float> x(n_blocks * 32);
+  for (float& v : x) v = ud(rng);
+  x[40] = 0.0f;
+  for (size_t i = 64; i < 96; ++i) x[i] = 0.0f;  // an all-zero block: d = 0, q = 0
+  std::vector<uint8_t> quants(n_blocks * 32, 0xAB);
+  std::vector<float> meta(n_blocks * 4, -1.0f);
+  quantize_q8_rows(x, quants, meta);
+  std::vector<double> ref(x.begin(), x.end());
+  round_to_q8_blocks(ref);
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const float d = meta[4 * b];
+    int sum[2] = {0, 0};
+    for (size_t i = 0; i < 32; ++i) {
+      const int q = static_cast<int8_t>(quants[32 * b + i]);
+      ASSERT_LE(std::abs(q), 127);
+      sum[i / 16] += q;
+      EXPECT_EQ(static_cast<double>(d) * q, ref[32 * b + i]) << "block " << b << " value " << i;
+    }
+    EXPECT_EQ(meta[4 * b + 1], d * static_cast<float>(sum[0])) << "block " << b;
+    EXPECT_EQ(meta[4 * b + 2], d * static_cast<float>(sum[1])) << "block " << b;
+    EXPECT_EQ(meta[4 * b + 3], 0.0f) << "block " << b;
+  }
+  EXPECT_EQ(meta[4 * 2], 0.0f) << "the all-zero block";
+  // One value at the block's largest magnitude becomes exactly +-127.
+  const Q8Block one = quantize_q8_block(x.data());
+  EXPECT_EQ(std::abs(*std::max_element(
+                one.q, one.q + 32, [](int8_t a, int8_t b) { return std::abs(a) < std::abs(b); })),
+            127);
 }
 
 }  // namespace

@@ -140,6 +140,12 @@ Parsed parse(int argc, char** argv) {
                  "shaderIntegerDotProduct) or default (int8 where the device has it)")
       ->check(CLI::IsMember({"default", "f32", "int8"}))
       ->capture_default_str();
+  app.add_option("--decode-x-shared", o.decode_x_shared,
+                 "MoeGpuTuning: the int8 gate+up kernel copies x (uploaded quantized) into "
+                 "shared memory first (on) or reads it from global memory at every step (off); "
+                 "default: the kernels' choice")
+      ->check(CLI::IsMember({"default", "on", "off"}))
+      ->capture_default_str();
   bool no_ceiling = false;
   app.add_flag("--no-ceiling", no_ceiling, "skip the read ceiling beside the decode rows");
   app.add_option("--ceiling-workgroup", o.ceiling_workgroup,

@@ -40,11 +40,12 @@ struct KernelsBenchOptions {
   uint32_t decode_workgroup = 0;
   uint32_t decode_rows = 0;
   uint32_t prefill_rows = 0;
-  uint32_t decode_rows_at_once = 0;       // MoeGpuTuning::decode_rows_at_once
-  uint32_t decode_down_rows_at_once = 0;  // MoeGpuTuning::decode_down_rows_at_once
-  uint32_t prefill_wide_rows = 0;         // MoeGpuTuning::prefill_wide_rows
+  uint32_t decode_rows_at_once = 0;            // MoeGpuTuning::decode_rows_at_once
+  uint32_t decode_down_rows_at_once = 0;       // MoeGpuTuning::decode_down_rows_at_once
+  uint32_t prefill_wide_rows = 0;              // MoeGpuTuning::prefill_wide_rows
   std::string decode_activations = "default";  // MoeGpuTuning::decode_activations: default|f32|int8
-  bool step_times = false;                // print each dispatch's GPU time (stderr)
+  std::string decode_x_shared = "default";     // MoeGpuTuning::decode_x_shared: default|on|off
+  bool step_times = false;                     // print each dispatch's GPU time (stderr)
   // The read ceiling beside each decode row (kernels/gpu_read_ceiling.h).
   bool ceiling = true;
   uint32_t ceiling_workgroup = 256;  // threads per workgroup

@@ -341,9 +341,13 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
   tuning.decode_rows_at_once = o.decode_rows_at_once;
   tuning.decode_down_rows_at_once = o.decode_down_rows_at_once;
   tuning.prefill_wide_rows = o.prefill_wide_rows;
-  tuning.decode_activations = o.decode_activations == "f32"    ? kernels::MoeGpuActivations::kF32
-                              : o.decode_activations == "int8" ? kernels::MoeGpuActivations::kInt8
-                                                               : kernels::MoeGpuActivations::kDefault;
+  tuning.decode_activations = o.decode_activations == "f32" ? kernels::MoeGpuActivations::kF32
+                              : o.decode_activations == "int8"
+                                  ? kernels::MoeGpuActivations::kInt8
+                                  : kernels::MoeGpuActivations::kDefault;
+  tuning.decode_x_shared = o.decode_x_shared == "off"  ? kernels::MoeGpuSwitch::kOff
+                           : o.decode_x_shared == "on" ? kernels::MoeGpuSwitch::kOn
+                                                       : kernels::MoeGpuSwitch::kDefault;
   if (Status st = (*gpu)->set_tuning(tuning); !st.ok()) return st;
   std::unique_ptr<DecodeCeiling> ceiling;
   if (o.ceiling && o.decode) {
@@ -365,7 +369,7 @@ Status run_gpu_kernels(const KernelsBenchOptions& o, KernelsReport* report) {
       " decode_rows_at_once=" + std::to_string(o.decode_rows_at_once) +
       " decode_down_rows_at_once=" + std::to_string(o.decode_down_rows_at_once) +
       " prefill_wide_rows=" + std::to_string(o.prefill_wide_rows) +
-      " decode_activations=" + o.decode_activations;
+      " decode_activations=" + o.decode_activations + " decode_x_shared=" + o.decode_x_shared;
   if (ceiling) report->device.ceiling = ceiling->describe();
   fprintf(stderr, "moepool-bench kernels: %s, driver %s, deviceUUID %s\n", d.name().c_str(),
           d.driver().c_str(), report->device.uuid.c_str());
