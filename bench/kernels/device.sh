@@ -54,7 +54,8 @@ for part in "${parts[@]}"; do
     {
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
       for t in vk_device_test moe_gpu_test vk_memory_import_test vk_buffer_test \
-               vk_pipelines_test gpu_read_ceiling_test kernels_daemon_test vram_backend_test; do
+               vk_pipelines_test vk_pipelines_stats_test gpu_read_ceiling_test kernels_daemon_test \
+               vram_backend_test; do
         [[ -x "$B/$t" ]] || continue
         echo "== $t"
         "$B/$t" 2>&1 | grep -E '^device|NMSE|OK \]|FAILED|SKIPPED|PASSED|Skipped|error'
