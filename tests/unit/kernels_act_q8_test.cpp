@@ -84,5 +84,32 @@ TEST(KernelsActQ8, RowsQuantizeToWhatTheReferenceRoundsTo) {
             127);
 }
 
+// quantize_q8_rows takes the AVX2 path where the CPU has it: the same bits as the portable
+// quantize_q8_block, ties included (127 in a block makes id = 1, so 2.5 rounds to 2 and
+// -0.5 to 0, to nearest even as the GPU's roundEven).
+TEST(KernelsActQ8, RowsGiveTheBlockFunctionsBitsTiesIncluded) {
+  std::vector<float> x(4 * 32);
+  for (size_t i = 0; i < 32; ++i) x[i] = static_cast<float>(i) - 15.5f;  // ties, id = 127/16
+  x[31] = 127.0f;                                                        // id = 1
+  for (size_t i = 0; i < 31; ++i) x[i] = 0.5f * static_cast<float>(i) - 7.5f;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (size_t i = 32; i < 96; ++i) x[i] = nd(rng);
+  for (size_t i = 96; i < 128; ++i) x[i] = -1e-3f * static_cast<float>(i % 7);
+  std::vector<uint8_t> quants(x.size());
+  std::vector<float> meta(x.size() / 32 * 4);
+  quantize_q8_rows(x, quants, meta);
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    const Q8Block q = quantize_q8_block(x.data() + 32 * b);
+    for (size_t i = 0; i < 32; ++i) {
+      EXPECT_EQ(static_cast<int8_t>(quants[32 * b + i]), q.q[i]) << "block " << b << " value " << i;
+    }
+    for (size_t k = 0; k < 4; ++k) EXPECT_EQ(meta[4 * b + k], q.meta[k]) << "block " << b;
+  }
+  EXPECT_EQ(static_cast<int8_t>(quants[0]), -8);  // -7.5 rounds to the even -8
+  EXPECT_EQ(static_cast<int8_t>(quants[2]), -6);  // -6.5 -> -6
+  EXPECT_EQ(static_cast<int8_t>(quants[31]), 127);
+}
+
 }  // namespace
 }  // namespace moepool::kernels
