@@ -98,7 +98,9 @@ TEST(KernelsBench, SmallSmokeRunHasPositiveThroughputForEveryKernelAndTile) {
     // Decode rows carry the read ceiling on the same calls' expert bytes: the same bytes
     // (the small shape's projections are whole 16-byte units) at a positive rate.
     if (kernel == "decode") {
-      for (const char* f : {"ceiling_median_s", "ceiling_gb_per_s", "pct_of_ceiling"})
+      for (const char* f : {"ceiling_median_s", "ceiling_gb_per_s", "pct_of_ceiling",
+                            "ceiling_split_median_s", "ceiling_split_gb_per_s",
+                            "pct_of_split_ceiling"})
         EXPECT_GT(number_field(row, f), 0) << f << " in " << row;
       EXPECT_EQ(number_field(row, "ceiling_bytes"), number_field(row, "weight_bytes")) << row;
     } else {
@@ -106,6 +108,7 @@ TEST(KernelsBench, SmallSmokeRunHasPositiveThroughputForEveryKernelAndTile) {
     }
   }
   EXPECT_NE(r.output.find("ceil GB/s"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ceil2 GB/s"), std::string::npos) << r.output;
   EXPECT_FALSE(string_field(text, "ceiling").empty()) << text;
   for (const char* want : {"decode/1", "decode/2", "decode/4", "decode/8", "prefill/128/32",
                            "prefill/128/64", "prefill/128/128"})

@@ -41,9 +41,11 @@ Parsed parse(int argc, char** argv) {
       "read ceiling (decode rows, unless --no-ceiling): after each decode call, a trivial "
       "streaming-read kernel (16-byte loads, XOR-reduced) reads the same call's distinct "
       "experts' gate, up and down byte ranges in the same segments, once; its median GPU time "
-      "gives 'ceil GB/s' and the decode's GB/s as '%ceil' of it. Before each timed read it "
-      "reads other experts untimed (--ceiling-scrub-mib; none of this call's or the next "
-      "call's), so the L2 cache does not serve it what the decode call just read.\n"
+      "gives 'ceil GB/s' and the decode's GB/s as '%ceil' of it. 'ceil2' reads the same bytes "
+      "in two dispatches as the decode kernels split them (gate+up, then down), each with its "
+      "own ramp-up and tail. Before each timed read it reads other experts untimed "
+      "(--ceiling-scrub-mib; none of this call's or the next call's), so the L2 cache does "
+      "not serve it what the decode call just read.\n"
       "Prints a table (device name, driver and deviceUUID first) and optionally JSON. Exit "
       "status: 0 when everything ran, 1 on any error, 2 on a usage error.",
       "moepool-bench kernels"};

@@ -16,10 +16,15 @@ namespace {
 uint64_t down16(uint64_t v) { return v & ~uint64_t{15}; }
 uint64_t up16(uint64_t v) { return (v + 15) & ~uint64_t{15}; }
 
-// Appends the expert's three projections to `out`, widened to 16-byte boundaries.
-void add_expert(const ExpertLocation& e, const SlotLayout& layout, std::vector<ReadRange>* out) {
-  const std::pair<const kernels::ProjLocation*, uint64_t> projs[] = {
-      {&e.gate, layout.gate_bytes}, {&e.up, layout.gate_bytes}, {&e.down, layout.down_bytes}};
+// Appends the expert's projections `which` names to `out`, widened to 16-byte boundaries.
+void add_expert(const ExpertLocation& e, const SlotLayout& layout, Projections which,
+                std::vector<ReadRange>* out) {
+  std::vector<std::pair<const kernels::ProjLocation*, uint64_t>> projs;
+  if (which != Projections::kDown) {
+    projs.push_back({&e.gate, layout.gate_bytes});
+    projs.push_back({&e.up, layout.gate_bytes});
+  }
+  if (which != Projections::kGateUp) projs.push_back({&e.down, layout.down_bytes});
   for (const auto& [p, bytes] : projs) {
     const uint64_t seg_end =
         p->segment < layout.segment_bytes.size() ? down16(layout.segment_bytes[p->segment]) : 0;
@@ -33,13 +38,13 @@ void add_expert(const ExpertLocation& e, const SlotLayout& layout, std::vector<R
 
 std::vector<ReadRange> expert_ranges(std::span<const uint32_t> ids,
                                      std::span<const ExpertLocation> experts,
-                                     const SlotLayout& layout) {
+                                     const SlotLayout& layout, Projections which) {
   std::vector<uint32_t> distinct(ids.begin(), ids.end());
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   std::vector<ReadRange> raw;
   for (uint32_t id : distinct)
-    if (id < experts.size()) add_expert(experts[id], layout, &raw);
+    if (id < experts.size()) add_expert(experts[id], layout, which, &raw);
   std::sort(raw.begin(), raw.end(), [](const ReadRange& a, const ReadRange& b) {
     return a.segment != b.segment ? a.segment < b.segment : a.offset < b.offset;
   });
@@ -78,11 +83,9 @@ Status DecodeCeiling::bind(std::span<const VkBuffer> buffers, const SlotLayout& 
   return Status::Ok();
 }
 
-Result<kernels::ReadCeilingRun> DecodeCeiling::time_call(std::span<const uint32_t> ids,
-                                                         std::span<const uint32_t> next_ids) {
+Status DecodeCeiling::scrub(std::span<const uint32_t> ids, std::span<const uint32_t> next_ids) {
+  // Whole experts in neither call, from a rotating start, up to the scrub size.
   const uint32_t n = static_cast<uint32_t>(experts_.size());
-  if (n == 0) return FailedPrecondition("read ceiling: no layer bound");
-  // The scrub: whole experts in neither call, from a rotating start, up to the scrub size.
   std::vector<bool> busy(n, false);
   for (uint32_t id : ids)
     if (id < n) busy[id] = true;
@@ -98,12 +101,27 @@ Result<kernels::ReadCeilingRun> DecodeCeiling::time_call(std::span<const uint32_
     scrub.push_back(e);
     have += layout_.expert_bytes;
   }
-  if (!scrub.empty()) {
-    auto s = ceiling_->run(expert_ranges(scrub, experts_, layout_));
-    if (!s.ok()) return Status(s.status().code(), "scrub read: " + s.status().message());
+  if (scrub.empty()) return Status::Ok();
+  auto s = ceiling_->run(expert_ranges(scrub, experts_, layout_));
+  if (!s.ok()) return Status(s.status().code(), "scrub read: " + s.status().message());
+  return Status::Ok();
+}
+
+Result<CeilingTimes> DecodeCeiling::time_call(std::span<const uint32_t> ids,
+                                              std::span<const uint32_t> next_ids) {
+  if (experts_.empty()) return FailedPrecondition("read ceiling: no layer bound");
+  CeilingTimes t;
+  MOEPOOL_RETURN_IF_ERROR(scrub(ids, next_ids));
+  auto whole = ceiling_->run(expert_ranges(ids, experts_, layout_));
+  if (!whole.ok()) return whole.status();
+  t.whole = *whole;
+  MOEPOOL_RETURN_IF_ERROR(scrub(ids, next_ids));
+  for (Projections p : {Projections::kGateUp, Projections::kDown}) {
+    auto part = ceiling_->run(expert_ranges(ids, experts_, layout_, p));
+    if (!part.ok()) return part.status();
+    t.split_seconds += part->seconds;
   }
-  const std::vector<ReadRange> ranges = expert_ranges(ids, experts_, layout_);
-  return ceiling_->run(ranges);
+  return t;
 }
 
 std::string DecodeCeiling::describe() const {

@@ -5,6 +5,8 @@
 // Before each timed read it reads other experts untimed (none of this call's or the next
 // call's), so the GPU's L2 does not serve the experts the decode call just read: the decode
 // and its ceiling both start cold, and the next decode call still finds none of its experts.
+// It also times the split the decode kernels have: gate and up read in one dispatch, then
+// down in a second (cold again), the best two dependent plain reads do on those bytes.
 // Thread safety: one thread (it drives one GpuReadCeiling).
 #pragma once
 
@@ -24,12 +26,22 @@
 
 namespace moepool::bench {
 
-// The byte ranges of the distinct experts among `ids`: each one's gate, up and down, widened
-// to 16-byte boundaries (an end past its segment's last whole 16 bytes is cut there), sorted
+// Which of an expert's projections expert_ranges() reads.
+enum class Projections { kAll, kGateUp, kDown };
+
+// The byte ranges of the distinct experts among `ids`: each one's gate, up and down (or the
+// projections `which` names), widened to 16-byte boundaries (an end past its segment's last whole 16 bytes is cut there), sorted
 // by (segment, offset), overlaps merged so no byte is read twice.
 std::vector<kernels::ReadRange> expert_ranges(std::span<const uint32_t> ids,
                                               std::span<const kernels::ExpertLocation> experts,
-                                              const SlotLayout& layout);
+                                              const SlotLayout& layout,
+                                              Projections which = Projections::kAll);
+
+// One timed call of the ceiling.
+struct CeilingTimes {
+  kernels::ReadCeilingRun whole;  // every range in one dispatch
+  double split_seconds = 0;       // gate+up ranges, then down ranges: two dispatches' GPU time
+};
 
 class DecodeCeiling {
  public:
@@ -43,15 +55,17 @@ class DecodeCeiling {
               std::span<const kernels::ExpertLocation> experts);
 
   // Reads experts in neither `ids` nor `next_ids` (up to the scrub size) untimed, then times
-  // one read of `ids`' expert ranges.
-  Result<kernels::ReadCeilingRun> time_call(std::span<const uint32_t> ids,
-                                            std::span<const uint32_t> next_ids);
+  // one read of `ids`' expert ranges; scrubs again and times the gate+up ranges and the down
+  // ranges as two reads.
+  Result<CeilingTimes> time_call(std::span<const uint32_t> ids,
+                                 std::span<const uint32_t> next_ids);
 
   // "workgroup=256 chunk_kib=64 unroll=4 scrub_mib=256".
   std::string describe() const;
 
  private:
   DecodeCeiling() = default;
+  Status scrub(std::span<const uint32_t> ids, std::span<const uint32_t> next_ids);
   std::unique_ptr<kernels::GpuReadCeiling> ceiling_;
   KernelsBenchOptions options_;
   SlotLayout layout_;

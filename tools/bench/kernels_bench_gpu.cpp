@@ -223,7 +223,7 @@ void bench_decode(MoeGpu& gpu, DecodeCeiling* ceiling, const ResidentLayer& L, c
         make_routings(o.warmup + o.reps, n, s.top_k, s.n_experts, 0, true, o.seed + n);
     const std::vector<float> x = random_activations(uint64_t{n} * s.n_embd, o.seed + 100 + n);
     std::vector<float> out(x.size());
-    std::vector<double> secs, ceiling_secs;
+    std::vector<double> secs, ceiling_secs, split_secs;
     double distinct = 0, bytes = 0, ceiling_bytes = 0;
     Status failed = Status::Ok(), ceiling_failed = Status::Ok();
     std::vector<std::vector<double>> steps;
@@ -242,8 +242,9 @@ void bench_decode(MoeGpu& gpu, DecodeCeiling* ceiling, const ResidentLayer& L, c
         if (!c.ok()) {
           ceiling_failed = c.status();
         } else if (i >= o.warmup) {
-          ceiling_secs.push_back(c->seconds);
-          ceiling_bytes += double(c->bytes);
+          ceiling_secs.push_back(c->whole.seconds);
+          split_secs.push_back(c->split_seconds);
+          ceiling_bytes += double(c->whole.bytes);
         }
       }
       if (i < o.warmup) continue;
@@ -266,6 +267,7 @@ void bench_decode(MoeGpu& gpu, DecodeCeiling* ceiling, const ResidentLayer& L, c
     } else if (!ceiling_secs.empty()) {
       row.ceiling_median_s = median_of(ceiling_secs);
       row.ceiling_bytes = ceiling_bytes / ceiling_secs.size();
+      row.ceiling_split_median_s = median_of(split_secs);
     }
     if (o.step_times) print_steps(where(s, L.layout.type, "decode", n), steps);
     report->rows.push_back(row);

@@ -23,11 +23,12 @@ void print_decode(FILE* out, const KernelsReport& r) {
       if (ceiling)
         fprintf(out,
                 "ceil GB/s: a streaming read of the same calls' expert bytes in the same "
-                "segments (%s)\n",
+                "segments (%s);\nceil2: the same bytes as two reads, gate+up then down, as the "
+                "kernels split them\n",
                 r.device.ceiling.c_str());
       fprintf(out, "%-9s %-5s %6s %8s %10s %10s %10s %9s%s%s %12s\n", "shape", "type", "tokens",
               "experts", "MB/call", "median us", "mean us", "GB/s", r.peak_gbs > 0 ? "  %peak" : "",
-              ceiling ? "  ceil GB/s  %ceil" : "", "tokens/s");
+              ceiling ? "  ceil GB/s  %ceil ceil2 GB/s %ceil2" : "", "tokens/s");
       any = true;
     }
     fprintf(out, "%-9s %-5s %6u %8.1f %10.2f %10.1f %10.1f %9.1f", k.shape.c_str(), k.type.c_str(),
@@ -35,9 +36,10 @@ void print_decode(FILE* out, const KernelsReport& r) {
             gbs(k.bytes_per_s()));
     if (r.peak_gbs > 0) fprintf(out, " %6.1f%%", 100.0 * gbs(k.bytes_per_s()) / r.peak_gbs);
     if (ceiling && k.ceiling_median_s > 0)
-      fprintf(out, " %10.1f %5.1f%%", gbs(k.ceiling_bytes_per_s()), k.pct_of_ceiling());
+      fprintf(out, " %10.1f %5.1f%% %10.1f %5.1f%%", gbs(k.ceiling_bytes_per_s()),
+              k.pct_of_ceiling(), gbs(k.ceiling_split_bytes_per_s()), k.pct_of_split_ceiling());
     else if (ceiling)
-      fprintf(out, " %10s %6s", "-", "-");  // a row whose ceiling failed (see errors)
+      fprintf(out, " %10s %6s %10s %6s", "-", "-", "-", "-");  // its ceiling failed (see errors)
     fprintf(out, " %12.0f\n", k.tokens_per_s());
   }
 }
@@ -161,6 +163,9 @@ std::string kernels_json(const KernelsReport& r) {
       w.field("ceiling_bytes", k.ceiling_bytes);
       w.field("ceiling_gb_per_s", gbs(k.ceiling_bytes_per_s()));
       w.field("pct_of_ceiling", k.pct_of_ceiling());
+      w.field("ceiling_split_median_s", k.ceiling_split_median_s);
+      w.field("ceiling_split_gb_per_s", gbs(k.ceiling_split_bytes_per_s()));
+      w.field("pct_of_split_ceiling", k.pct_of_split_ceiling());
     }
     w.end_object();
   }

@@ -33,15 +33,24 @@ struct KernelRow {
   // decode: the read ceiling on the same calls' expert ranges (0: not measured): median GPU
   // seconds of the streaming read and the mean bytes it read per call.
   double ceiling_median_s = 0, ceiling_bytes = 0;
+  // The same bytes as two reads, gate+up then down (the kernels' split): median GPU seconds.
+  double ceiling_split_median_s = 0;
   // From the median: tokens per second and weight bytes per second.
   double tokens_per_s() const { return median_s > 0 ? tokens / median_s : 0; }
   double bytes_per_s() const { return median_s > 0 ? weight_bytes / median_s : 0; }
   double ceiling_bytes_per_s() const {
     return ceiling_median_s > 0 ? ceiling_bytes / ceiling_median_s : 0;
   }
+  double ceiling_split_bytes_per_s() const {
+    return ceiling_split_median_s > 0 ? ceiling_bytes / ceiling_split_median_s : 0;
+  }
   // The kernel's bytes per second as a percentage of the ceiling's (0: no ceiling).
   double pct_of_ceiling() const {
     return ceiling_bytes_per_s() > 0 ? 100.0 * bytes_per_s() / ceiling_bytes_per_s() : 0;
+  }
+  double pct_of_split_ceiling() const {
+    const double c = ceiling_split_bytes_per_s();
+    return c > 0 ? 100.0 * bytes_per_s() / c : 0;
   }
 };
 
