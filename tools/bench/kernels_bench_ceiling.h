@@ -30,8 +30,9 @@ namespace moepool::bench {
 enum class Projections { kAll, kGateUp, kDown };
 
 // The byte ranges of the distinct experts among `ids`: each one's gate, up and down (or the
-// projections `which` names), widened to 16-byte boundaries (an end past its segment's last whole 16 bytes is cut there), sorted
-// by (segment, offset), overlaps merged so no byte is read twice.
+// projections `which` names), widened to 16-byte boundaries (an end past its segment's last
+// whole 16 bytes is cut there), sorted by (segment, offset), overlaps merged so no byte is
+// read twice.
 std::vector<kernels::ReadRange> expert_ranges(std::span<const uint32_t> ids,
                                               std::span<const kernels::ExpertLocation> experts,
                                               const SlotLayout& layout,
